@@ -1,0 +1,3 @@
+"""FER Studio: facial expression recognition on photos, video and cameras, with training and evaluation."""
+
+__version__ = "0.1.0"

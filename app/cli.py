@@ -1,0 +1,76 @@
+"""The ``fer-studio`` command line: predict | train | evaluate | preprocess | export | gui.
+
+Each sub-command lives in ``app/commands/<name>.py`` with ``add_parser(subparsers)`` and ``run(args) -> int``.
+They are imported only when chosen, so ``fer-studio predict`` does not pay for the GUI, and vice versa.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Sequence
+
+from app import __version__
+from app.core.errors import FerStudioError
+
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("predict", "label every face in photos"),
+    ("train", "train a model on FER2013 or a folder-per-class data set"),
+    ("evaluate", "score a model on a data set split"),
+    ("preprocess", "crop the faces of raw photos into a folder-per-class data set"),
+    ("export", "re-save a model with its metadata (.h5/.keras)"),
+    ("gui", "start the desktop application"),
+)
+
+
+def _quiet_tensorflow() -> None:
+    # TF's C++ start-up chatter (CUDA probing, oneDNN notice) hides our own output on a CPU machine.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fer-studio", description="Facial expression recognition.")
+    parser.add_argument("--version", action="version", version=f"fer-studio {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS:
+        try:
+            module = importlib.import_module(f"app.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"app.commands.{name}":
+                raise
+            continue  # command not built in this checkout
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_parser(command_parser)
+        command_parser.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_tensorflow()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    module = getattr(args, "_module", None)
+    if module is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(module.run(args) or 0)
+    except FerStudioError as exc:
+        print(f"fer-studio {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"fer-studio {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

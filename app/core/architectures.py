@@ -1,0 +1,119 @@
+"""Model architectures, in Keras layers only (so they train under the TensorFlow, JAX or PyTorch backend).
+
+- ``mini_xception``: the reference (Arriaga et al. 2017, "Real-time Convolutional Neural Networks for
+  Emotion and Gender Classification"): depthwise-separable residual modules, ~60k parameters.
+- ``mini_xception_wide``: the same shape with twice the filters, for more accuracy at small cost.
+- ``simple_cnn``: the second reference post's net: three 5x5 conv blocks with batch norm and dropout,
+  then three dense layers.
+- ``vgg``: a VGG-style net for 48x48 (four double-conv blocks), the larger, more accurate choice.
+- ``resnet50``: keras.applications.ResNet50 without pretrained weights, as the first reference tried.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+from keras import layers, regularizers
+
+InputShape = tuple[int, int, int]
+
+
+def _mini_xception(input_shape: InputShape, num_classes: int, width: int = 1, l2: float = 0.01) -> keras.Model:
+    reg = regularizers.l2(l2)
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Conv2D(8 * width, 3, use_bias=False, kernel_regularizer=reg)(inputs)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Conv2D(8 * width, 3, use_bias=False, kernel_regularizer=reg)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    for filters in (16, 32, 64, 128):
+        filters *= width
+        residual = layers.Conv2D(filters, 1, strides=2, padding="same", use_bias=False)(x)
+        residual = layers.BatchNormalization()(residual)
+        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, depthwise_regularizer=reg,
+                                   pointwise_regularizer=reg)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, depthwise_regularizer=reg,
+                                   pointwise_regularizer=reg)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+        x = layers.Add()([x, residual])
+    x = layers.Conv2D(num_classes, 3, padding="same")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Activation("softmax", name="predictions")(x)
+    name = "mini_xception" if width == 1 else f"mini_xception_x{width}"
+    return keras.Model(inputs, outputs, name=name)
+
+
+def mini_xception(input_shape: InputShape, num_classes: int) -> keras.Model:
+    return _mini_xception(input_shape, num_classes, width=1)
+
+
+def mini_xception_wide(input_shape: InputShape, num_classes: int) -> keras.Model:
+    return _mini_xception(input_shape, num_classes, width=2, l2=0.001)
+
+
+def simple_cnn(input_shape: InputShape, num_classes: int) -> keras.Model:
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for filters in (64, 128, 256):
+        x = layers.Conv2D(filters, 5, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.Dropout(0.25)(x)
+    x = layers.Flatten()(x)
+    for units in (256, 128):
+        x = layers.Dense(units, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.Dropout(0.4)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="simple_cnn")
+
+
+def vgg(input_shape: InputShape, num_classes: int) -> keras.Model:
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for filters, dropout in ((64, 0.2), (128, 0.25), (256, 0.3), (512, 0.35)):
+        for _ in range(2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.Dropout(dropout)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(512, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Dropout(0.5)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="vgg")
+
+
+def resnet50(input_shape: InputShape, num_classes: int) -> keras.Model:
+    if min(input_shape[:2]) < 32:
+        raise ValueError("resnet50 needs inputs of at least 32x32")
+    return keras.applications.ResNet50(weights=None, input_shape=input_shape, classes=num_classes,
+                                       classifier_activation="softmax", name="resnet50")
+
+
+ARCHITECTURES: dict[str, Callable[[InputShape, int], keras.Model]] = {
+    "mini_xception": mini_xception,
+    "mini_xception_wide": mini_xception_wide,
+    "simple_cnn": simple_cnn,
+    "vgg": vgg,
+    "resnet50": resnet50,
+}
+
+
+def build_model(arch: str, input_shape: InputShape = (48, 48, 1), num_classes: int = 7) -> keras.Model:
+    """Build an untrained model by name; raises ValueError for an unknown name."""
+    try:
+        factory = ARCHITECTURES[arch]
+    except KeyError:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}") from None
+    return factory(tuple(input_shape), int(num_classes))  # type: ignore[arg-type]

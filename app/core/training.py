@@ -1,0 +1,320 @@
+"""Training: config in, experiment folder out (best.h5, last.keras, log.csv, config.json, report).
+
+The model that is trained wraps the architecture with augmentation layers (active only in training);
+best.h5 holds the bare architecture with FER Studio metadata, ready for inference, while last.keras holds
+the whole training state (optimizer included) for --resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.core.datasets import Dataset, Split, load_dataset, stratified_split
+from app.core.errors import DatasetError, OutputError
+from app.core.model_io import ModelSpec, read_spec, save_model
+from app.core.training_events import CheckpointCallback, EventSink, ProgressCallback
+
+logger = logging.getLogger(__name__)
+
+BEST_NAME, LAST_NAME = "best.h5", "last.keras"
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+SCHEDULES = ("cosine", "plateau", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as config.json in the output folder."""
+
+    data: str
+    out: str
+    arch: str = "mini_xception"
+    input_size: tuple[int, int] = (48, 48)
+    channels: int = 1
+    normalization: str = "minus1_1"
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float | None = None  # None: the optimizer's usual default
+    optimizer: str = "adam"
+    schedule: str = "cosine"
+    weight_decay: float = 0.0
+    augment: bool = True
+    augment_strength: float = 1.0
+    mixup: float = 0.0
+    random_erasing: float = 0.0
+    class_weights: bool = False
+    oversample: bool = False
+    focal_loss: bool = False
+    label_smoothing: float = 0.0
+    val_split: float = 0.1
+    patience: int = 0  # early stopping patience in epochs; 0 = off
+    seed: int = 1337
+    max_samples: int | None = None
+    resume: str | None = None
+    distribute: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def default_lr(self) -> float:
+        return self.lr if self.lr is not None else {"adam": 1e-3, "sgd": 0.05, "rmsprop": 1e-3}[self.optimizer]
+
+
+@dataclass
+class TrainResult:
+    best_model: Path | None
+    best_epoch: int | None
+    best_value: float | None
+    interrupted: bool
+    report: dict[str, Any] | None = None
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM (or a caller) to stop after the current batch."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self, *_: Any) -> None:
+        if not self._event.is_set():
+            logger.warning("stop requested: finishing the current batch, keeping the best checkpoint")
+        self._event.set()
+
+    def __call__(self) -> bool:
+        return self._event.is_set()
+
+
+def check_output_folder(out: Path, resume: bool) -> None:
+    """Refuse a folder we cannot write, or one holding another run (nothing the user has is overwritten)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write to the output folder ({exc}). Choose another folder.") from exc
+    if not resume and ((out / BEST_NAME).exists() or (out / LAST_NAME).exists()):
+        raise OutputError(f"{out} already holds a training run ({BEST_NAME}/{LAST_NAME}). Choose a new output "
+                          "folder, or continue that run with --resume.")
+
+
+def _subsample(split: Split, max_samples: int, seed: int) -> Split:
+    if max_samples >= len(split):
+        return split
+    keep, _ = stratified_split(split.labels, 1 - max_samples / len(split), seed)
+    return Split(split.images[keep], split.labels[keep])
+
+
+def validate_dataset(data: Dataset) -> None:
+    train, val = data.splits.get("train"), data.splits.get("val")
+    if train is None or len(train) == 0:
+        raise DatasetError(f"{data.source}: no training images.")
+    present = np.unique(train.labels)
+    if len(present) < 2:
+        raise DatasetError(f"{data.source}: only one class ({data.labels[present[0]]}) has training images; "
+                           "a classifier needs at least two.")
+    if val is None or len(val) == 0:
+        raise DatasetError(f"{data.source}: no validation images (too few images per class to hold some out).")
+
+
+def _optimizer(config: TrainConfig, steps: int) -> Any:
+    import keras
+
+    lr: Any = config.default_lr()
+    if config.schedule == "cosine":
+        total = max(1, config.epochs * steps)
+        warmup = min(total // 10, 3 * steps)
+        lr = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else lr, decay_steps=total - warmup, alpha=0.01,
+            warmup_target=lr if warmup else None, warmup_steps=warmup)
+    wd = config.weight_decay or None
+    if config.optimizer == "adam":
+        return keras.optimizers.AdamW(lr, weight_decay=wd) if wd else keras.optimizers.Adam(lr)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=wd)
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(lr, weight_decay=wd)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def _build_training_model(config: TrainConfig, num_classes: int, steps: int) -> tuple[Any, Any]:
+    """(training model = augmentation + architecture, compiled; the bare architecture)."""
+    import keras
+
+    from app.core.architectures import build_model
+    from app.core.training_data import build_augmenter
+
+    shape = (*config.input_size, config.channels)
+    base = build_model(config.arch, shape, num_classes)
+    inputs = keras.Input(shape=shape, name="image")
+    x = build_augmenter(config.augment_strength, config.random_erasing, config.seed)(inputs) if config.augment else inputs
+    model = keras.Model(inputs, base(x), name="trainer")
+    if config.focal_loss:
+        loss = keras.losses.CategoricalFocalCrossentropy(label_smoothing=config.label_smoothing)
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    model.compile(optimizer=_optimizer(config, steps), loss=loss, metrics=["accuracy"])
+    return model, base
+
+
+def _strategy(config: TrainConfig) -> Any:
+    if not config.distribute:
+        return None
+    import keras
+    import tensorflow as tf
+
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError("--distribute uses tf.distribute and needs the TensorFlow backend")
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.MirroredStrategy()
+
+
+def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | None = None) -> TrainResult:
+    """Run one training; returns where the best model is. Raises FerStudioError for bad input."""
+    import keras
+
+    from app.core.training_data import balanced_class_weights, eval_arrays, even_batch_size, train_stream
+
+    sink = sink or EventSink()
+    stop = stop or StopFlag()
+    out = Path(config.out)
+    check_output_folder(out, resume=bool(config.resume))
+    if config.optimizer not in OPTIMIZERS or config.schedule not in SCHEDULES:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, schedule one of {SCHEDULES}")
+    keras.utils.set_random_seed(config.seed)
+
+    data = load_dataset(config.data, config.input_size, config.channels, config.val_split, config.seed)
+    validate_dataset(data)
+    train_split, val_split = data.splits["train"], data.splits["val"]
+    if config.max_samples:
+        train_split = _subsample(train_split, config.max_samples, config.seed)
+    num_classes = len(data.labels)
+
+    strategy = _strategy(config)
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    batch = even_batch_size(config.batch_size, replicas)
+    weights = balanced_class_weights(train_split.labels, num_classes) if config.class_weights else None
+    stream, steps = train_stream(train_split.images, train_split.labels, num_classes, batch, config.normalization,
+                                 class_weights=weights, oversample=config.oversample, mixup=config.mixup,
+                                 seed=config.seed)
+    x_val, y_val = eval_arrays(val_split.images, val_split.labels, num_classes, config.normalization)
+
+    initial_epoch, best_value, best_epoch = 0, -math.inf, None
+    if config.resume:
+        model, base, initial_epoch, best_value, best_epoch = _resume(Path(config.resume), config)
+    elif strategy is not None:
+        with strategy.scope():
+            model, base = _build_training_model(config, num_classes, steps)
+    else:
+        model, base = _build_training_model(config, num_classes, steps)
+
+    info_base = {"dataset": str(data.source.name), "dataset_kind": data.kind, "dataset_fingerprint": data.fingerprint,
+                 "splits": data.split_names, "train_samples": len(train_split), "val_samples": len(val_split),
+                 "batch_size": batch, "config": _jsonable(asdict(config))}
+    spec = ModelSpec(labels=data.labels, input_size=config.input_size, channels=config.channels,
+                     normalization=config.normalization, arch=config.arch)
+
+    def save_best(epoch: int, logs: dict) -> Path:
+        info = {**info_base, "epoch": epoch, "metrics": _jsonable(logs)}
+        return save_model(base, out / BEST_NAME, ModelSpec(**{**asdict(spec), "info": info}))
+
+    def save_last(epoch: int, logs: dict) -> Path:
+        info = {**info_base, "epoch": epoch, "metrics": _jsonable(logs)}
+        return save_model(model, out / LAST_NAME, ModelSpec(**{**asdict(spec), "info": info}))
+
+    (out / "config.json").write_text(json.dumps(_jsonable(asdict(config)), indent=2), encoding="utf-8")
+    progress = ProgressCallback(sink, config.epochs, steps, stop)
+    checkpoints = CheckpointCallback(save_best, save_last, sink, best=best_value)
+    checkpoints.best_epoch = best_epoch
+    callbacks: list[Any] = [progress, checkpoints,
+                            keras.callbacks.CSVLogger(str(out / "log.csv"), append=bool(config.resume))]
+    if config.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(2, config.patience // 3 or 5),
+                                                           min_lr=1e-5))
+    if config.patience:
+        callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=config.patience))
+
+    sink.emit("start", epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps, batch_size=batch,
+              train_samples=len(train_split), val_samples=len(val_split), labels=list(data.labels), arch=config.arch,
+              out=str(out), replicas=replicas)
+    handlers = _install_signal_handlers(stop)
+    started = time.monotonic()
+    try:
+        if initial_epoch < config.epochs and not stop():
+            model.fit(stream, steps_per_epoch=steps, epochs=config.epochs, initial_epoch=initial_epoch,
+                      validation_data=(x_val, y_val), validation_batch_size=256, callbacks=callbacks, verbose=0)
+    finally:
+        _restore_signal_handlers(handlers)
+    best_path = out / BEST_NAME if (out / BEST_NAME).exists() else None
+    report = None
+    if best_path is not None:
+        report = _final_report(best_path, val_split, data.labels, out, sink)
+    result = TrainResult(best_path, checkpoints.best_epoch, None if math.isinf(checkpoints.best) else checkpoints.best,
+                         interrupted=progress.stopped_by_request, report=report)
+    sink.emit("done", best_model=best_path, best_epoch=result.best_epoch, best_value=result.best_value,
+              interrupted=result.interrupted, seconds=time.monotonic() - started)
+    return result
+
+
+def _resume(path: Path, config: TrainConfig) -> tuple[Any, Any, int, float, int | None]:
+    """Reload last.keras (weights + optimizer state) and where it stopped."""
+    import keras
+
+    if path.is_dir():
+        path = path / LAST_NAME
+    if not path.is_file():
+        raise OutputError(f"{path}: no checkpoint to resume from (expected {LAST_NAME} of an earlier run).")
+    spec = read_spec(path)
+    info = spec.info if spec else {}
+    model = keras.models.load_model(path, compile=True, safe_mode=True)
+    base = model.layers[-1]  # the trainer is augmentation -> architecture
+    metrics = info.get("metrics", {})
+    best = metrics.get("best")
+    logger.info("resuming %s after epoch %s (best val_accuracy %s)", path, info.get("epoch"), best)
+    return model, base, int(info.get("epoch", 0)), float(best) if best is not None else -math.inf, metrics.get("best_epoch")
+
+
+def _final_report(best_path: Path, val: Split, labels: tuple[str, ...], out: Path, sink: EventSink) -> dict | None:
+    """Score the best checkpoint on the validation split; writes report.json and confusion.png."""
+    try:
+        from app.core.evaluation import evaluate_predictions, predict_array, write_report
+    except ImportError:
+        logger.warning("evaluation module missing; no report written")
+        return None
+    from app.core.model_io import load_model
+
+    loaded = load_model(best_path)
+    probs = predict_array(loaded, val.images)
+    report = evaluate_predictions(val.labels, probs, labels)
+    json_path, png_path = write_report(report, out)
+    data = report.to_dict()
+    sink.emit("report", path=json_path, confusion_png=png_path, accuracy=data["accuracy"], macro_f1=data["macro_f1"],
+              per_class=data.get("per_class"))
+    return data
+
+
+def _install_signal_handlers(stop: StopFlag) -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, stop.set)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))

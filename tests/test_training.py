@@ -1,0 +1,224 @@
+"""The training engine on real FER2013 rows: short real trainings, resume, stop, bad input."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.cli import main as cli
+from app.core.datasets import load_fer2013
+from app.core.labels import FER2013_LABELS
+from app.core.model_io import load_model, read_spec
+from app.core.training_data import balanced_class_weights, even_batch_size, train_stream
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _events(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, fer_sample):
+    """Two real epochs of mini_XCEPTION on the sample, with an odd batch size a user might type."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.cli", "train", str(fer_sample), "--out", str(out), "--epochs", "2",
+         "--batch-size", "31", "--events", "jsonl"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, _events(proc.stdout)
+
+
+def test_training_writes_loadable_model_with_metadata(trained_run, fer_sample):
+    out, events = trained_run
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    assert events[0]["batch_size"] == 32  # 31 rounded up to even
+    assert [e["epoch"] for e in events if e["event"] == "epoch_end"] == [1, 2]
+    for e in events:
+        if e["event"] == "epoch_end":
+            assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(e["metrics"])
+    loaded = load_model(out / "best.h5")
+    assert loaded.spec.labels == FER2013_LABELS
+    assert loaded.spec.input_size == (48, 48) and loaded.spec.channels == 1
+    assert loaded.spec.arch == "mini_xception" and loaded.spec_source == "embedded"
+    info = loaded.spec.info
+    assert info["splits"] == {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+    assert len(info["dataset_fingerprint"]) == 16 and info["epoch"] in (1, 2)
+    report = next(e for e in events if e["event"] == "report")
+    assert 0.0 <= report["accuracy"] <= 1.0 and set(report["per_class"]) == set(FER2013_LABELS)
+    assert Path(report["confusion_png"]).is_file()
+    with open(out / "log.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 2
+
+
+def test_trained_model_is_used_by_predict(trained_run, data_dir, capsys):
+    out, _ = trained_run
+    code = cli(["predict", str(data_dir / "justin.jpg"), "--model", str(out / "best.h5"), "--json"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[0])
+    assert code == 0 and result["error"] is None
+    assert len(result["faces"]) == 1
+    assert set(result["faces"][0]["probabilities"]) == set(FER2013_LABELS)
+
+
+def test_resume_continues_from_last_epoch(trained_run, fer_sample):
+    out, _ = trained_run
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.cli", "train", str(fer_sample), "--out", str(out), "--epochs", "3",
+         "--batch-size", "32", "--resume", "--events", "jsonl"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = _events(proc.stdout)
+    assert events[0]["initial_epoch"] == 2
+    assert [e["epoch"] for e in events if e["event"] == "epoch_end"] == [3]
+    assert read_spec(out / "last.keras").info["epoch"] == 3
+
+
+def test_sigint_stops_after_batch_and_keeps_best_checkpoint(tmp_path, fer_sample):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "train", str(fer_sample), "--out", str(out), "--epochs", "50",
+         "--batch-size", "16", "--events", "jsonl"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(json.loads(line))
+        if lines[-1]["event"] == "checkpoint":
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, _ = proc.communicate(timeout=300)
+    events = lines + _events(rest)
+    assert proc.returncode == 0
+    done = events[-1]
+    assert done["event"] == "done" and done["interrupted"] is True
+    assert len([e for e in events if e["event"] == "epoch_end"]) < 50
+    assert load_model(done["best_model"]).spec.labels == FER2013_LABELS
+
+
+def test_folder_dataset_training(tmp_path, fer_sample):
+    import cv2
+
+    splits = load_fer2013(fer_sample, splits=["Training"])
+    root = tmp_path / "faces"
+    for i, (image, label) in enumerate(zip(splits["Training"].images, splits["Training"].labels)):
+        name = FER2013_LABELS[label]
+        if name not in ("happy", "sad", "surprise"):
+            continue
+        (root / name).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / name / f"{i}.png"), image[:, :, 0])
+    (root / "sad" / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    code = cli(["train", str(root), "--out", str(out), "--epochs", "1", "--arch", "simple_cnn",
+                "--batch-size", "16", "--class-weights", "--events", "jsonl"])
+    assert code == 0
+    spec = read_spec(out / "best.h5")
+    assert spec is not None and spec.labels == ("happy", "sad", "surprise")
+    assert spec.info["train_samples"] + spec.info["val_samples"] == 90  # 30 per class; the broken file skipped
+
+
+def test_distribute_on_two_logical_cpus(tmp_path, fer_sample):
+    script = f"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from app.core.training import TrainConfig, train
+result = train(TrainConfig(data={str(fer_sample)!r}, out={str(tmp_path / 'out')!r}, epochs=1, batch_size=30,
+                           max_samples=64, distribute=True))
+print("BEST", result.best_model)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "BEST" in proc.stdout
+    assert read_spec(tmp_path / "out" / "best.h5").info["batch_size"] == 32  # even per replica
+
+
+def test_training_batches_are_full_and_even():
+    labels = np.array([0] * 37 + [1] * 3 + [2] * 11, dtype=np.int32)  # 51 samples: odd, not a multiple
+    images = np.random.default_rng(0).integers(0, 255, (51, 48, 48, 1), dtype=np.uint8)
+    batch = even_batch_size(7)
+    assert batch == 8 and even_batch_size(1) == 2 and even_batch_size(30, replicas=4) == 32
+    stream, steps = train_stream(images, labels, 3, batch, "minus1_1", oversample=True)
+    assert steps == 7
+    seen = []
+    for x, y in stream.take(steps * 20):
+        assert x.shape == (8, 48, 48, 1) and y.shape == (8, 3)
+        assert float(np.min(x)) >= -1.0 and float(np.max(x)) <= 1.0
+        seen.extend(np.argmax(y.numpy(), axis=1))
+    counts = np.bincount(seen, minlength=3) / len(seen)
+    assert np.all(np.abs(counts - 1 / 3) < 0.08)  # oversampling balances 37/3/11
+
+
+def test_class_weights_balance_the_loss():
+    labels = np.array([0] * 30 + [1] * 10 + [3] * 20)
+    weights = balanced_class_weights(labels, 4)
+    assert weights[2] == 0
+    totals = np.bincount(labels, minlength=4) * weights
+    assert np.allclose(totals[[0, 1, 3]], totals[0])
+
+
+@pytest.mark.parametrize("content, message", [
+    ("emotion,image,Usage\n0,1 2 3,Training\n", "missing pixels"),
+    ("emotion,pixels,Usage\n0," + " ".join(["1"] * 100) + ",Training\n", "100 pixel values"),
+    ("emotion,pixels,Usage\n9," + " ".join(["1"] * 2304) + ",Training\n", "unknown emotion label '9'"),
+    ("emotion,pixels,Usage\n", "no rows"),
+])
+def test_malformed_csv_is_reported_before_training(tmp_path, capsys, content, message):
+    path = tmp_path / "bad.csv.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write(content)
+    assert cli(["train", str(path), "--out", str(tmp_path / "out"), "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_unusable_folders_and_outputs_are_reported(tmp_path, capsys, fer_sample):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli(["train", str(empty), "--out", str(tmp_path / "o1")]) == 1
+    assert "no class sub-folders" in capsys.readouterr().err
+    single = tmp_path / "single" / "happy"
+    single.mkdir(parents=True)
+    import cv2
+
+    for i in range(4):
+        cv2.imwrite(str(single / f"{i}.png"), np.full((48, 48), 40 * i, np.uint8))
+    assert cli(["train", str(single.parent), "--out", str(tmp_path / "o2")]) == 1
+    assert "only one class" in capsys.readouterr().err
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "best.h5").write_bytes(b"the user's earlier model")
+    assert cli(["train", str(fer_sample), "--out", str(existing)]) == 1
+    assert "already holds a training run" in capsys.readouterr().err
+    assert (existing / "best.h5").read_bytes() == b"the user's earlier model"
+    if os.geteuid() != 0:  # root can write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert cli(["train", str(fer_sample), "--out", str(locked / "x")]) == 1
+        assert "cannot write" in capsys.readouterr().err
+
+
+def test_output_path_that_is_a_file_is_reported(tmp_path, capsys, fer_sample):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert cli(["train", str(fer_sample), "--out", str(blocker / "sub"), "--events", "jsonl"]) == 1
+    events = _events(capsys.readouterr().out)
+    assert events[-1]["event"] == "error" and "cannot write" in events[-1]["message"]
+
+
+def test_list_archs_prints_parameter_counts(capsys):
+    assert cli(["train", "--list-archs"]) == 0
+    out = capsys.readouterr().out
+    assert "mini_xception" in out and "58,423" in out and "resnet50" in out
