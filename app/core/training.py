@@ -251,13 +251,14 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     try:
         if initial_epoch < config.epochs and not stop():
             model.fit(stream, steps_per_epoch=steps, epochs=config.epochs, initial_epoch=initial_epoch,
-                      validation_data=(x_val, y_val), validation_batch_size=256, callbacks=callbacks, verbose=0)
+                      validation_data=(x_val, y_val), validation_batch_size=256, callbacks=callbacks, verbose=0,
+                      shuffle=False)  # the stream is shuffled already
     finally:
         _restore_signal_handlers(handlers)
     best_path = out / BEST_NAME if (out / BEST_NAME).exists() else None
     report = None
     if best_path is not None:
-        report = _final_report(best_path, val_split, data.labels, out, sink)
+        report = _final_report(best_path, val_split, data.labels, out, sink, data.split_names.get("val", "val"))
     result = TrainResult(best_path, checkpoints.best_epoch, None if math.isinf(checkpoints.best) else checkpoints.best,
                          interrupted=progress.stopped_by_request, report=report)
     sink.emit("done", best_model=best_path, best_epoch=result.best_epoch, best_value=result.best_value,
@@ -283,19 +284,15 @@ def _resume(path: Path, config: TrainConfig) -> tuple[Any, Any, int, float, int 
     return model, base, int(info.get("epoch", 0)), float(best) if best is not None else -math.inf, metrics.get("best_epoch")
 
 
-def _final_report(best_path: Path, val: Split, labels: tuple[str, ...], out: Path, sink: EventSink) -> dict | None:
-    """Score the best checkpoint on the validation split; writes report.json and confusion.png."""
-    try:
-        from app.core.evaluation import evaluate_predictions, predict_array, write_report
-    except ImportError:
-        logger.warning("evaluation module missing; no report written")
-        return None
+def _final_report(best_path: Path, val: Split, labels: tuple[str, ...], out: Path, sink: EventSink,
+                  split_name: str = "val") -> dict | None:
+    """Score the best checkpoint on the validation split; writes report.json and report_confusion.png."""
+    from app.core.evaluation import evaluate_model, write_report
     from app.core.model_io import load_model
 
     loaded = load_model(best_path)
-    probs = predict_array(loaded, val.images)
-    report = evaluate_predictions(val.labels, probs, labels)
-    json_path, png_path = write_report(report, out)
+    report = evaluate_model(loaded, val.images, val.labels, meta={"model": best_path.name, "split": split_name})
+    json_path, png_path = write_report(report, out, stem="report")
     data = report.to_dict()
     sink.emit("report", path=json_path, confusion_png=png_path, accuracy=data["accuracy"], macro_f1=data["macro_f1"],
               per_class=data.get("per_class"))
