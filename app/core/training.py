@@ -258,6 +258,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     best_path = out / BEST_NAME if (out / BEST_NAME).exists() else None
     report = None
     if best_path is not None:
+        sink.emit("evaluating", model=best_path, split=data.split_names.get("val", "val"), samples=len(val_split))
         report = _final_report(best_path, val_split, data.labels, out, sink, data.split_names.get("val", "val"))
     result = TrainResult(best_path, checkpoints.best_epoch, None if math.isinf(checkpoints.best) else checkpoints.best,
                          interrupted=progress.stopped_by_request, report=report)
