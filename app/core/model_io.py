@@ -12,6 +12,7 @@ Loading is safe by default: the model's config is read as plain JSON and any lay
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -294,6 +295,23 @@ def write_metadata(path: str | os.PathLike[str], spec: ModelSpec) -> None:
         h5.attrs[METADATA_KEY] = spec.to_json()
 
 
+class _DropLegacyH5Warning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "considered legacy" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_legacy_h5_warning() -> Iterator[None]:
+    """Keras warns on every .h5 save that the format is legacy; .h5 is a deliberate choice here."""
+    absl_logger = logging.getLogger("absl")
+    drop = _DropLegacyH5Warning()
+    absl_logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        absl_logger.removeFilter(drop)
+
+
 def save_model(model: Any, path: str | os.PathLike[str], spec: ModelSpec) -> Path:
     """Save ``model`` with ``spec`` embedded, atomically: a temporary file in the same folder, then a rename.
 
@@ -308,7 +326,8 @@ def save_model(model: Any, path: str | os.PathLike[str], spec: ModelSpec) -> Pat
         raise OutputError(f"{p.parent}: cannot create the output folder ({exc}).") from exc
     tmp = _temp_name(p)
     try:
-        model.save(tmp)
+        with _quiet_legacy_h5_warning():
+            model.save(tmp)
         write_metadata(tmp, spec)
         os.replace(tmp, p)
     except OSError as exc:
