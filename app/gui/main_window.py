@@ -1,0 +1,371 @@
+"""The main window: live video / photo recognition, model picker, live charts, snapshot and recording.
+
+The form is ui/main_window.ui (layout only), loaded with ``uic.loadUi``; every signal is connected here and
+slots are named ``_on_<widget>_<signal>``. All recognition runs in :class:`CameraWorker`; this module
+only draws what the worker sends and forwards the user's choices to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from PyQt5 import uic
+from PyQt5.QtCore import QSettings, pyqtSignal
+from PyQt5.QtGui import QCloseEvent
+from PyQt5.QtWidgets import QLabel, QMainWindow, QMessageBox, QVBoxLayout, QWidget
+
+from app.core.sources import SourceSpec, list_cameras
+from app.gui.charts import EmotionTimeline, ProbabilityBars
+from app.gui.errors import show_error
+from app.gui.model_picker import NO_MODEL_TEXT, ModelMixin  # noqa: F401  (NO_MODEL_TEXT: re-exported)
+from app.gui.output import OutputMixin
+from app.gui.photos import PhotoMixin
+from app.gui.settings import AppSettings
+from app.gui.source_picker import SourcePicker
+from app.gui.video_view import VideoView, find_face, largest_face_key
+from app.workers.camera_worker import CameraWorker, FramePacket
+from app.workers.recognition import DEFAULT_VIDEO_SIZE, VIDEO_SIZES, ModelInfo
+
+logger = logging.getLogger(__name__)
+
+UI_FILE = Path(__file__).resolve().parents[2] / "ui" / "main_window.ui"
+DETECTORS: tuple[tuple[str, str], ...] = (
+    ("haar", "Haar (fast)"),
+    ("hog", "HOG (dlib)"),
+    ("cnn", "CNN (dlib, slow)"),
+)
+
+
+def _default_detector() -> str:
+    try:
+        from app.core.detection import DEFAULT_DETECTOR
+
+        return str(DEFAULT_DETECTOR)
+    except ImportError:
+        return "haar"
+
+
+class MainWindow(ModelMixin, PhotoMixin, OutputMixin, QMainWindow):
+    """FER Studio's main window. ``model`` overrides the remembered model; ``settings`` is for tests."""
+
+    cameras_found = pyqtSignal(list)
+
+    def __init__(self, model: str | None = None, settings: QSettings | None = None, *,
+                 probe_cameras: bool = True, worker: CameraWorker | None = None) -> None:
+        super().__init__()
+        uic.loadUi(str(UI_FILE), self)
+        self.settings = AppSettings(settings)
+        self.model_info: ModelInfo | None = None
+        self._loading_model: str | None = None
+        self._running = False
+        self._selected: int | None = None
+        self._batch: list[Path] = []
+        self._batch_index = 0
+        self._last_status_update = 0.0
+        self.frames_shown = 0
+
+        self.view = VideoView()
+        self._embed(self.video_container, self.view)
+        self.bars = ProbabilityBars()
+        self._embed(self.bars_container, self.bars)
+        self.timeline = EmotionTimeline()
+        self._embed(self.timeline_container, self.timeline)
+        self.perf_label = QLabel("")
+        self.status_bar.addPermanentWidget(self.perf_label)
+        self.sources = SourcePicker(self.source_combo, self.settings, self)
+        self.batch_bar.setVisible(False)
+        self.view.set_message("Press Start to run the demo clip or a camera, or open / drop a photo.")
+        self.main_splitter.setStretchFactor(0, 1)
+        self.view_splitter.setStretchFactor(0, 3)
+        self.view_splitter.setSizes([540, 230])
+        self._fill_detectors()
+        for size in VIDEO_SIZES:
+            self.video_size_combo.addItem(f"{size} px wide" if size else "full size (slowest)", size)
+
+        self._restore_settings()
+        self.worker = worker or CameraWorker(
+            self.detector_combo.currentData(), align=self.align_check.isChecked(),
+            tta=self.tta_check.isChecked(), smoothing=self.smoothing_check.isChecked(),
+            video_size=self.video_size_combo.currentData(), max_pending=2)
+        self._connect()
+        self.worker.start()
+        self._load_initial_model(model)
+        if probe_cameras:
+            self._on_refresh_cameras_button_clicked()
+
+    def _fill_detectors(self) -> None:
+        try:
+            from app.core.detection import detector_available
+        except ImportError:
+            detector_available = None  # type: ignore[assignment]
+        model = self.detector_combo.model()
+        for name, description in DETECTORS:
+            self.detector_combo.addItem(description, name)
+            why_not = detector_available(name) if detector_available else None
+            if why_not:  # grey it out and say why, rather than failing when picked
+                item = model.item(self.detector_combo.count() - 1)
+                item.setEnabled(False)
+                item.setToolTip(why_not)
+
+    @staticmethod
+    def _embed(container: QWidget, widget: QWidget) -> None:
+        layout = QVBoxLayout(container)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(widget)
+
+    # --------------------------------------------------------------------------------------- wiring
+
+    def _connect(self) -> None:
+        w = self.worker
+        w.frame_ready.connect(self._on_worker_frame_ready)
+        w.photo_ready.connect(self._on_worker_photo_ready)
+        w.model_loaded.connect(self._on_worker_model_loaded)
+        w.model_failed.connect(self._on_worker_model_failed)
+        w.source_started.connect(self._on_worker_source_started)
+        w.source_stopped.connect(self._on_worker_source_stopped)
+        w.status.connect(self._on_worker_status)
+        w.error.connect(self._on_worker_error)
+        self.cameras_found.connect(self._on_self_cameras_found)
+        self.view.face_clicked.connect(self._on_view_face_clicked)
+        self.start_button.clicked.connect(self._on_start_button_clicked)
+        self.stop_button.clicked.connect(self._on_stop_button_clicked)
+        self.refresh_cameras_button.clicked.connect(self._on_refresh_cameras_button_clicked)
+        self.source_combo.activated.connect(self._on_source_combo_activated)
+        self.model_combo.activated.connect(self._on_model_combo_activated)
+        self.browse_model_button.clicked.connect(self._on_browse_model_button_clicked)
+        self.train_button.clicked.connect(self._on_train_button_clicked)
+        self.detector_combo.activated.connect(self._on_detector_combo_activated)
+        self.video_size_combo.activated.connect(self._on_video_size_combo_activated)
+        self.align_check.toggled.connect(self._on_align_check_toggled)
+        self.tta_check.toggled.connect(self._on_tta_check_toggled)
+        self.smoothing_check.toggled.connect(self._on_smoothing_check_toggled)
+        self.snapshot_button.clicked.connect(self._on_snapshot_button_clicked)
+        self.record_button.toggled.connect(self._on_record_button_toggled)
+        self.prev_button.clicked.connect(self._on_prev_button_clicked)
+        self.next_button.clicked.connect(self._on_next_button_clicked)
+        self.action_open_photo.triggered.connect(self._on_action_open_photo_triggered)
+        self.action_open_folder.triggered.connect(self._on_action_open_folder_triggered)
+        self.action_open_video.triggered.connect(self._on_action_open_video_triggered)
+        self.action_open_stream.triggered.connect(self._on_action_open_stream_triggered)
+        self.action_snapshot.triggered.connect(self._on_snapshot_button_clicked)
+        self.action_record.toggled.connect(self.record_button.setChecked)
+        self.record_button.toggled.connect(self.action_record.setChecked)
+        self.action_quit.triggered.connect(self.close)
+        self.action_choose_model.triggered.connect(self._on_browse_model_button_clicked)
+        self.action_train_model.triggered.connect(self._on_train_button_clicked)
+        self.action_about.triggered.connect(self._on_action_about_triggered)
+
+    def _restore_settings(self) -> None:
+        s = self.settings
+        geometry = s.get_bytes("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        splitter = s.get_bytes("window/splitter")
+        if splitter is not None:
+            self.main_splitter.restoreState(splitter)
+        index = self.detector_combo.findData(s.get_str("recognition/detector", _default_detector()))
+        self.detector_combo.setCurrentIndex(max(0, index))
+        size = s.get_str("recognition/video_size", str(DEFAULT_VIDEO_SIZE))
+        index = self.video_size_combo.findData(int(size) if size.isdigit() else DEFAULT_VIDEO_SIZE)
+        self.video_size_combo.setCurrentIndex(max(0, index))
+        self.align_check.setChecked(s.get_bool("recognition/align", False))
+        self.tta_check.setChecked(s.get_bool("recognition/tta", False))
+        self.smoothing_check.setChecked(s.get_bool("recognition/smoothing", True))
+        self.loop_check.setChecked(s.get_bool("source/loop", True))
+        self._refresh_recent_models()
+
+    def _save_settings(self) -> None:
+        s = self.settings
+        s.set("window/geometry", self.saveGeometry())
+        s.set("window/splitter", self.main_splitter.saveState())
+        s.set("recognition/detector", self.detector_combo.currentData())
+        s.set("recognition/video_size", self.video_size_combo.currentData())
+        s.set("recognition/align", self.align_check.isChecked())
+        s.set("recognition/tta", self.tta_check.isChecked())
+        s.set("recognition/smoothing", self.smoothing_check.isChecked())
+        s.set("source/loop", self.loop_check.isChecked())
+        self.sources.save()
+        s.sync()
+
+    # -------------------------------------------------------------------------------- recognition opts
+
+    def _on_detector_combo_activated(self, index: int) -> None:
+        self.worker.set_detector(self.detector_combo.itemData(index))
+        self._rerun_photo()
+
+    def _on_video_size_combo_activated(self, index: int) -> None:
+        self.worker.set_options(video_size=self.video_size_combo.itemData(index))
+
+    def _on_align_check_toggled(self, checked: bool) -> None:
+        self.worker.set_options(align=checked)
+        self._rerun_photo()
+
+    def _on_tta_check_toggled(self, checked: bool) -> None:
+        self.worker.set_options(tta=checked)
+        self._rerun_photo()
+
+    def _on_smoothing_check_toggled(self, checked: bool) -> None:
+        self.worker.set_options(smoothing=checked)
+
+    # -------------------------------------------------------------------------------------- sources
+
+    def _on_refresh_cameras_button_clicked(self) -> None:
+        self.refresh_cameras_button.setEnabled(False)
+        # Probing opens devices, which may take a moment: off the GUI thread, result by signal.
+        def probe() -> None:
+            cameras = list_cameras()
+            try:
+                self.cameras_found.emit(cameras)
+            except RuntimeError:  # the window was closed meanwhile
+                pass
+
+        threading.Thread(target=probe, daemon=True, name="camera-list").start()
+
+    def _on_self_cameras_found(self, cameras: list) -> None:
+        self.refresh_cameras_button.setEnabled(True)
+        self.sources.set_cameras(cameras)
+        if not cameras:
+            self.status_bar.showMessage("No camera found: the demo clip, video files, streams and photos "
+                                        "still work.", 8000)
+
+    def _on_source_combo_activated(self, index: int) -> None:
+        self.sources.on_activated(index)
+
+    def _on_start_button_clicked(self) -> None:
+        spec = self.sources.current_spec()
+        if spec is not None:
+            self.start_source(spec)
+
+    def _on_stop_button_clicked(self) -> None:
+        self.stop_source()
+
+    def start_source(self, spec: SourceSpec) -> None:
+        """Start live recognition on a camera, file or stream (replacing whatever is shown)."""
+        self.sources.select(spec)
+        self._batch = []
+        self.batch_bar.setVisible(False)
+        self.timeline.clear_history()
+        self._selected = None
+        self.view.set_message(f"Opening {spec.describe()}…")
+        self.start_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self._running = True
+        self.worker.open_source(spec, loop=self.loop_check.isChecked())
+
+    def stop_source(self) -> None:
+        if self._running:
+            self.worker.close_source()
+
+    def _on_action_open_video_triggered(self) -> None:
+        spec = self.sources.choose_file()
+        if spec is not None:
+            self.start_source(spec)
+
+    def _on_action_open_stream_triggered(self) -> None:
+        spec = self.sources.choose_stream()
+        if spec is not None:
+            self.start_source(spec)
+
+    def _on_worker_source_started(self, description: str) -> None:
+        self.view.set_message("")
+        self.status_bar.showMessage(f"Playing {description}", 4000)
+
+    def _on_worker_source_stopped(self, reason: str) -> None:
+        self._running = False
+        self.start_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
+        if self.record_button.isChecked():
+            self.record_button.setChecked(False)
+        if reason in ("stopped", "ended"):
+            self.status_bar.showMessage("Stopped." if reason == "stopped" else "End of the video.", 5000)
+        else:
+            self.view.set_message(reason)
+            show_error(self, reason, "Source stopped")
+
+    def _on_worker_status(self, text: str) -> None:
+        self.status_bar.showMessage(text, 6000)
+        if "lost" in text or "reconnect" in text.lower():
+            self.view.set_message(text)
+        elif text.endswith("reconnected."):
+            self.view.set_message("")
+
+    def _on_worker_error(self, message: str) -> None:
+        show_error(self, message)
+
+    # ------------------------------------------------------------------------------------------ frames
+
+    def _on_worker_frame_ready(self, packet: FramePacket) -> None:
+        try:
+            if not self._running:
+                return  # a frame that was in flight when the source stopped
+            self._show_packet(packet)
+            self.timeline.add(packet.time_s, packet.faces)
+            self.frames_shown += 1
+            self._update_perf(packet)
+        finally:
+            self.worker.frame_shown()
+
+    def _show_packet(self, packet: FramePacket) -> None:
+        faces = packet.faces
+        if self._selected is None or find_face(faces, self._selected) is None:
+            self._selected = largest_face_key(faces)
+        self.view.set_frame(packet.image, faces, self._selected)
+        self._update_selected_face()
+
+    def _update_selected_face(self) -> None:
+        face = find_face(self.view.faces, self._selected)
+        self.bars.set_probabilities(face.probabilities if face is not None else None)
+        if face is None:
+            hint = "Click a face to select it." if self.view.faces else "No face."
+            self.selected_face_label.setText(hint)
+        else:
+            who = f"#{face.track_id}" if face.track_id is not None else "Face"
+            what = f"{face.label} {float(face.score):.0%}" if face.label else "not classified (no model)"
+            self.selected_face_label.setText(f"{who}: {what} · {face.box[2]}×{face.box[3]} px")
+
+    def _update_perf(self, packet: FramePacket) -> None:
+        now = time.monotonic()
+        if now - self._last_status_update < 0.25:  # readable, and cheap
+            return
+        self._last_status_update = now
+        t = packet.timings
+        self.perf_label.setText(
+            f"{t.get('fps', 0.0):.1f} fps | capture {t.get('capture', 0):.1f} · "
+            f"detect {t.get('detect', 0):.1f} · "
+            f"classify {t.get('classify', 0):.1f} · draw {self.view.paint_ms:.1f} ms | "
+            f"total {t.get('total', 0):.1f} ms | dropped {packet.dropped}")
+
+    def _on_view_face_clicked(self, key: object) -> None:
+        if key is not None:
+            self._selected = int(key)  # type: ignore[call-overload]
+            self._update_selected_face()
+
+    # --------------------------------------------------------------------------------------- closing
+
+    def _on_action_about_triggered(self) -> None:
+        QMessageBox.about(self, "About FER Studio", "FER Studio: facial expression recognition on live video "
+                          "and photos, with Keras models you can train yourself.")
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        dialog: Any = getattr(self, "_training_dialog", None)
+        # A training run asks first (stop it, or cancel quitting); "keep training" makes no sense on quit.
+        if dialog is not None and not dialog.prepare_to_exit():
+            event.ignore()
+            return
+        self._save_settings()
+        if self.record_button.isChecked():
+            self.record_button.setChecked(False)
+        start = time.monotonic()
+        if not self.worker.stop(3000):
+            # Busy in a step that cannot be interrupted (loading a large model): the camera is already
+            # released; wait for the step to end, since destroying a running QThread aborts the process.
+            logger.warning("the worker is still busy; waiting for it to finish")
+            self.worker.wait()
+        logger.info("worker stopped in %.3f s", time.monotonic() - start)
+        if dialog is not None:
+            dialog.close()
+        super().closeEvent(event)

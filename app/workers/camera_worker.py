@@ -1,0 +1,406 @@
+"""The recognition worker: a QThread that owns the model, the pipeline and the video source.
+
+The GUI talks to it only through its public methods (which queue a command; they never block) and its
+signals (queued to the GUI thread). It never touches a widget.
+
+- The model is loaded, warmed up and called in this thread; switching models loads the new one here and
+  swaps it in only when it loaded, so a bad file reports ``model_failed`` and the old model keeps running.
+- A capture thread reads the source into a one-slot :class:`FrameBox`; this thread processes only the
+  newest frame, so a slow detector drops frames (counted) instead of adding latency.
+- End of file: loop or stop. Lost camera or stream: ``status`` says so and it reconnects with backoff.
+- ``stop()``: request interruption, wake the loop, ``wait()``; the capture is released on the way out.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from PyQt5.QtCore import QThread, pyqtSignal
+
+from app.core.errors import FerStudioError, SourceError, UnsafeModelError
+from app.core.sources import EndOfStream, SourceLost, SourceSpec, VideoSource
+from app.core.tracking import FaceTracker
+from app.workers.frame_box import FrameBox
+from app.workers.recognition import DEFAULT_VIDEO_SIZE, Recognizer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FramePacket:
+    """One processed frame (or photo) on its way to the GUI."""
+
+    image: np.ndarray  # BGR uint8, owned by the packet
+    faces: list[Any]  # app.core.pipeline.Face, with track ids for video
+    timings: dict[str, float]  # ms per stage: capture, detect, align, classify, track, total; and "fps"
+    frame_index: int = 0
+    time_s: float = 0.0  # seconds since the source started
+    dropped: int = 0  # frames dropped so far because processing was slower than the source
+    source: str = ""
+    photo_path: str | None = None
+    labels: tuple[str, ...] = ()
+
+
+@dataclass
+class _Captured:
+    image: np.ndarray
+    index: int
+    t: float  # time.monotonic() when read
+    capture_ms: float
+
+
+@dataclass
+class _SourceEvent:
+    kind: str  # "ended" | "failed"
+    message: str = ""
+
+
+@dataclass
+class _Session:
+    spec: SourceSpec
+    source: VideoSource
+    thread: threading.Thread
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.monotonic)
+
+
+class CameraWorker(QThread):
+    """Recognition worker thread; see the module docstring. ``capture_factory`` is for tests."""
+
+    frame_ready = pyqtSignal(object)  # FramePacket
+    photo_ready = pyqtSignal(object)  # FramePacket with photo_path set
+    model_loaded = pyqtSignal(object)  # ModelInfo, or None when the model was unloaded
+    model_failed = pyqtSignal(str, str, bool)  # path, message, refused as unsafe (embeds Python code)
+    source_started = pyqtSignal(str)  # description
+    source_stopped = pyqtSignal(str)  # reason: "stopped", "ended" or an error message
+    status = pyqtSignal(str)  # transient news for the status bar (reconnecting, ...)
+    error = pyqtSignal(str)  # a problem the user should see (bad photo, detector unavailable, ...)
+
+    def __init__(self, detector: str | None = None, *, align: bool = False, tta: bool = False,
+                 smoothing: bool = True, video_size: int = DEFAULT_VIDEO_SIZE, max_pending: int | None = None,
+                 capture_factory: Callable[[SourceSpec], Any] | None = None,
+                 backoff: tuple[float, ...] | None = None, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("CameraWorker")
+        self._commands: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._box: FrameBox[Any] = FrameBox()
+        self._recognizer = Recognizer(detector, align=align, tta=tta, video_size=video_size)
+        self._tracker = FaceTracker(smoothing=smoothing)
+        self._session: _Session | None = None
+        self._recorder: Any = None
+        self._capture_factory = capture_factory
+        self._backoff = backoff
+        self._max_pending = max_pending
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self._fps = 0.0
+        self._last_done = 0.0
+        self.processed = 0  # frames processed in the current session (read by tests and the bench)
+
+    # ----------------------------------------------------------------- public API (any thread, non-blocking)
+
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        self._commands.put(functools.partial(fn, *args))
+        self._box.wake()
+
+    def set_model(self, path: str | None, trust: bool = False) -> None:
+        """Load ``path`` (in the worker) and swap it in; None unloads (faces are then boxed only)."""
+        self._post(self._cmd_set_model, path, trust)
+
+    def set_detector(self, name: str) -> None:
+        self._post(self._cmd_set_detector, name)
+
+    def set_options(self, *, align: bool | None = None, tta: bool | None = None,
+                    smoothing: bool | None = None, video_size: int | None = None) -> None:
+        """Change options between frames; ``video_size``: long side live frames are searched at (0 = full)."""
+        self._post(self._cmd_set_options, align, tta, smoothing, video_size)
+
+    def open_source(self, spec: SourceSpec, loop: bool = True) -> None:
+        """Start reading ``spec`` (a running source is closed first)."""
+        self._post(self._cmd_open_source, spec, loop)
+
+    def close_source(self) -> None:
+        self._signal_capture_stop()
+        self._post(self._cmd_close_source, "stopped")
+
+    def _signal_capture_stop(self) -> None:
+        # Tell the capture thread directly (a threading.Event is safe from any thread): it releases the
+        # camera after its current read, even while this worker is busy with a slow frame or a model load.
+        session = self._session
+        if session is not None:
+            session.stop_event.set()
+
+    def process_image(self, image: np.ndarray | str, name: str | None = None) -> None:
+        """Recognise one photo (a path, read in the worker, or a BGR array); answers with ``photo_ready``."""
+        self._post(self._cmd_process_image, image, name)
+
+    def start_recording(self, csv_path: str, video_path: str | None = None) -> None:
+        self._post(self._cmd_start_recording, csv_path, video_path)
+
+    def stop_recording(self) -> None:
+        self._post(self._cmd_stop_recording)
+
+    def frame_shown(self) -> None:
+        """The GUI finished drawing a packet; with ``max_pending`` set, the next one may be sent."""
+        with self._pending_lock:
+            self._pending = max(0, self._pending - 1)
+
+    def stop(self, timeout_ms: int = 2000) -> bool:
+        """Request interruption, wake the loop and wait; True when the thread has finished."""
+        self.requestInterruption()
+        self._signal_capture_stop()
+        self._box.wake()
+        self._commands.put(lambda: None)
+        if not self.isRunning():
+            return True
+        return self.wait(timeout_ms)
+
+    # -------------------------------------------------------------------------------------- the loop
+
+    def run(self) -> None:
+        logger.debug("worker started")
+        try:
+            while not self.isInterruptionRequested():
+                try:
+                    self._step()
+                except Exception as exc:  # a bug must not kill the thread: report it, stop the source
+                    logger.exception("worker step failed")
+                    self.error.emit(f"Recognition failed: {type(exc).__name__}: {exc}")
+                    if self._session is not None:
+                        self._end_session("error")
+        finally:
+            self._close_capture()
+            self._cmd_stop_recording()
+            logger.debug("worker finished")
+
+    def _step(self) -> None:
+        if self._session is None:
+            try:
+                self._commands.get(timeout=0.2)()
+            except queue.Empty:
+                pass
+            return
+        self._drain_commands()
+        if self._session is None or self.isInterruptionRequested():
+            return
+        item = self._box.take(timeout=0.1)
+        if isinstance(item, _Captured):
+            self._process_frame(item)
+        elif isinstance(item, _SourceEvent):
+            self._end_session(item.kind if item.kind == "ended" else item.message)
+        elif not self._session.thread.is_alive():
+            last = self._box.take(timeout=0)  # the capture thread's last word, if any
+            self._end_session(last.message if isinstance(last, _SourceEvent) and last.message
+                              else "ended" if isinstance(last, _SourceEvent) else "stopped")
+
+    def _drain_commands(self) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            command()
+
+    def _run_guarded(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except FerStudioError as exc:
+            self.error.emit(str(exc))
+        except Exception as exc:  # a bug or an unexpected library error: report, keep running
+            logger.exception("%s failed", what)
+            self.error.emit(f"{what} failed: {type(exc).__name__}: {exc}")
+        return None
+
+    # ---------------------------------------------------------------------------------------- commands
+
+    def _cmd_set_model(self, path: str | None, trust: bool) -> None:
+        if path is None:
+            self._recognizer.unload()
+            self.model_loaded.emit(None)
+            return
+        self.status.emit(f"Loading model {Path(path).name}…")
+        try:
+            info = self._recognizer.load(path, trust=trust)
+        except FerStudioError as exc:
+            self.model_failed.emit(str(path), str(exc), isinstance(exc, UnsafeModelError))
+            return
+        except Exception as exc:
+            logger.exception("loading %s failed", path)
+            self.model_failed.emit(str(path), f"{path}: {type(exc).__name__}: {exc}", False)
+            return
+        self._tracker.reset()  # smoothed probabilities of the old label set mean nothing now
+        self.model_loaded.emit(info)
+
+    def _cmd_set_detector(self, name: str) -> None:
+        self._run_guarded(f"detector {name}", lambda: self._recognizer.set_detector(name))
+
+    def _cmd_set_options(self, align: bool | None, tta: bool | None, smoothing: bool | None,
+                         video_size: int | None) -> None:
+        if smoothing is not None:
+            self._tracker.smoothing = smoothing
+        self._run_guarded("changing options", lambda: self._recognizer.set_options(align=align, tta=tta))
+        if video_size is not None:
+            self._run_guarded("changing the detection size",
+                              lambda: self._recognizer.set_video_size(video_size))
+
+    def _cmd_open_source(self, spec: SourceSpec, loop: bool) -> None:
+        self._close_capture()
+        kwargs: dict[str, Any] = {"loop": loop, "realtime": True, "capture_factory": self._capture_factory}
+        if self._backoff:
+            kwargs["backoff"] = self._backoff
+        source = VideoSource(spec, **kwargs)
+        stop_event = threading.Event()
+        thread = threading.Thread(target=self._capture_loop, args=(source, stop_event), daemon=True,
+                                  name=f"capture {spec.describe()}")
+        self._box.clear()
+        self._tracker.reset()
+        self.processed = 0
+        self._fps = 0.0
+        self._last_done = 0.0
+        self._session = _Session(spec, source, thread, stop_event)
+        thread.start()
+
+    def _cmd_close_source(self, reason: str) -> None:
+        if self._session is not None:
+            self._end_session(reason)
+
+    def _cmd_process_image(self, image: np.ndarray | str, name: str | None) -> None:
+        def work() -> None:
+            start = time.perf_counter()
+            if isinstance(image, str):
+                from app.core.images import read_image
+
+                bgr = read_image(image)
+            else:
+                bgr = image
+            read_ms = (time.perf_counter() - start) * 1000
+            faces, timings = self._recognizer.process(bgr)
+            timings["capture"] = read_ms
+            self.photo_ready.emit(FramePacket(
+                image=bgr, faces=faces, timings=timings,
+                photo_path=name or (image if isinstance(image, str) else ""),
+                labels=self._recognizer.labels))
+        self._run_guarded("recognising the photo", work)
+
+    def _cmd_start_recording(self, csv_path: str, video_path: str | None) -> None:
+        from app.core.recording import ResultRecorder
+
+        self._cmd_stop_recording()
+        fps = self._session.source.fps if self._session is not None else 30.0
+        self._recorder = self._run_guarded("starting the recording", lambda: ResultRecorder(
+            csv_path, self._recognizer.labels, video_path=video_path, fps=fps or 30.0,
+            annotate=self._recognizer.annotate))
+        if self._recorder is not None:
+            self.status.emit(f"Recording to {csv_path}")
+
+    def _cmd_stop_recording(self) -> None:
+        if self._recorder is not None:
+            recorder, self._recorder = self._recorder, None
+            self._run_guarded("closing the recording", recorder.close)
+            self.status.emit(f"Recording saved: {recorder.csv_path} ({recorder.frames} frames)")
+
+    # ------------------------------------------------------------------------------------------ frames
+
+    def _capture_loop(self, source: VideoSource, stop: threading.Event) -> None:
+        """Capture thread: open, then read frames into the box until stopped, ended or failed."""
+        spec = source.spec
+        try:
+            source.open()
+        except SourceError as exc:
+            self._box.put(_SourceEvent("failed", str(exc)))
+            return
+        self.source_started.emit(spec.describe())
+        try:
+            self._read_frames(source, stop)
+        except Exception as exc:  # a decoder or driver error: report it as the end of this source
+            logger.exception("capture of %s failed", spec.describe())
+            self._box.put(_SourceEvent("failed", f"{spec.describe()} failed: {type(exc).__name__}: {exc}"))
+        finally:
+            source.release()
+
+    def _read_frames(self, source: VideoSource, stop: threading.Event) -> None:
+        spec = source.spec
+        while not stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    frame = source.read()
+                except EndOfStream:
+                    self._box.put(_SourceEvent("ended"))
+                    return
+                except SourceLost as exc:
+                    self.status.emit(f"{exc} Reconnecting…")
+                    if not source.reconnect(stop.is_set, lambda n, delay: self.status.emit(
+                            f"{spec.describe()} lost; reconnecting in {delay:g} s (attempt {n})…")):
+                        return
+                    self.status.emit(f"{spec.describe()} reconnected.")
+                    continue
+                except SourceError as exc:
+                    self._box.put(_SourceEvent("failed", str(exc)))
+                    return
+                self._box.put(_Captured(frame, source.frame_index, time.monotonic(),
+                                        (time.perf_counter() - t0) * 1000))
+
+    def _process_frame(self, item: _Captured) -> None:
+        session = self._session
+        assert session is not None
+        start = time.perf_counter()
+        faces, timings = self._recognizer.process(item.image, video=True)
+        t_track = time.perf_counter()
+        faces = self._tracker.update(faces)
+        now = time.perf_counter()
+        timings["track"] = (now - t_track) * 1000
+        timings["capture"] = item.capture_ms
+        timings["total"] = (now - start) * 1000
+        timings["latency"] = (time.monotonic() - item.t) * 1000
+        if self._last_done:
+            instant = 1.0 / max(1e-6, now - self._last_done)
+            self._fps = instant if self._fps == 0.0 else 0.9 * self._fps + 0.1 * instant
+        self._last_done = now
+        timings["fps"] = self._fps
+        self.processed += 1
+        time_s = item.t - session.started
+        if self._recorder is not None:
+            try:
+                self._recorder.write(time_s, item.index, faces, item.image)
+            except Exception as exc:  # a full disk, a codec problem: stop recording, keep recognising
+                logger.exception("recording failed")
+                self.error.emit(f"Recording stopped: {exc}")
+                self._cmd_stop_recording()
+        if self._max_pending is not None:
+            with self._pending_lock:
+                if self._pending >= self._max_pending:
+                    return  # the GUI is behind: skip showing this one (it was recorded)
+                self._pending += 1
+        self.frame_ready.emit(FramePacket(
+            image=item.image, faces=faces, timings=timings, frame_index=item.index, time_s=time_s,
+            dropped=self._box.dropped, source=session.spec.describe(), labels=self._recognizer.labels))
+
+    def _close_capture(self) -> float:
+        """Stop the capture thread and release the source; returns the seconds it took."""
+        session, self._session = self._session, None
+        if session is None:
+            return 0.0
+        start = time.monotonic()
+        session.stop_event.set()
+        session.thread.join(timeout=1.5)
+        if session.thread.is_alive():  # blocked in a driver or network read; it releases when it returns
+            logger.warning("capture of %s did not stop within 1.5 s", session.spec.describe())
+        else:
+            session.source.release()
+        self._box.clear()
+        with self._pending_lock:
+            self._pending = 0
+        return time.monotonic() - start
+
+    def _end_session(self, reason: str) -> None:
+        spent = self._close_capture()
+        logger.info("source stopped (%s) in %.3f s", reason, spent)
+        self.source_stopped.emit(reason)
