@@ -23,7 +23,7 @@ import numpy as np
 from app.core.datasets import Dataset, Split, load_dataset, stratified_split
 from app.core.errors import DatasetError, OutputError
 from app.core.model_io import ModelSpec, read_spec, save_model
-from app.core.training_events import CheckpointCallback, EventSink, ProgressCallback
+from app.core.training_events import EventSink
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +182,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     """Run one training; returns where the best model is. Raises FerStudioError for bad input."""
     import keras
 
+    from app.core.training_callbacks import CheckpointCallback, ProgressCallback
     from app.core.training_data import balanced_class_weights, eval_arrays, even_batch_size, train_stream
 
     sink = sink or EventSink()

@@ -1,5 +1,7 @@
-"""Training progress as events: JSON lines for the GUI's training process, readable lines for a terminal,
-and the Keras callbacks that produce them and keep the checkpoints.
+"""Training progress as events: JSON lines for the GUI's training process, readable lines for a terminal.
+
+Keras-free, so the CLI can parse arguments without importing TensorFlow; the Keras callbacks that produce
+the events live in training_callbacks.py.
 
 Event kinds: start, batch, epoch_end, checkpoint, report, done, error (see app/commands/train.py).
 """
@@ -10,11 +12,9 @@ import json
 import logging
 import math
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
-import keras
 import numpy as np
 
 logger = logging.getLogger(__name__)
@@ -82,68 +82,3 @@ class ConsoleSink(EventSink):
             return
         self.stream.write(line + "\n")
         self.stream.flush()
-
-
-class ProgressCallback(keras.callbacks.Callback):
-    """Emits batch (throttled) and epoch_end events; stops after the current batch when asked."""
-
-    def __init__(self, sink: EventSink, epochs: int, steps: int, should_stop: Callable[[], bool],
-                 batch_interval_s: float = 0.5) -> None:
-        super().__init__()
-        self.sink, self.epochs, self.steps = sink, epochs, steps
-        self.should_stop = should_stop
-        self.interval = batch_interval_s
-        self._last = 0.0
-        self._epoch = 0
-        self._epoch_start = time.monotonic()
-        self.stopped_by_request = False
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._epoch = epoch + 1
-        self._epoch_start = time.monotonic()
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        now = time.monotonic()
-        if now - self._last >= self.interval or batch + 1 == self.steps:
-            self._last = now
-            logs = logs or {}
-            self.sink.emit("batch", epoch=self._epoch, step=batch + 1, steps=self.steps,
-                           loss=logs.get("loss"), accuracy=logs.get("accuracy"))
-        if self.should_stop():
-            self.stopped_by_request = True
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        metrics = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
-        try:
-            metrics["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        except Exception:  # a schedule without a plain value
-            pass
-        self.sink.emit("epoch_end", epoch=epoch + 1, epochs=self.epochs,
-                       seconds=time.monotonic() - self._epoch_start, metrics=metrics)
-
-
-class CheckpointCallback(keras.callbacks.Callback):
-    """Saves best.h5 (inference model, by the monitored metric) and last.keras (whole training state).
-
-    Both are written to a temporary file and renamed (model_io.save_model), so a crash at any moment
-    leaves the previous good files in place.
-    """
-
-    def __init__(self, save_best: Callable[[int, dict], Path], save_last: Callable[[int, dict], Path],
-                 sink: EventSink, monitor: str = "val_accuracy", best: float = -math.inf) -> None:
-        super().__init__()
-        self.save_best, self.save_last, self.sink = save_best, save_last, sink
-        self.monitor = monitor
-        self.best = best
-        self.best_epoch: int | None = None
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = dict(logs or {})
-        value = logs.get(self.monitor)
-        if value is not None and float(value) > self.best:
-            self.best = float(value)
-            self.best_epoch = epoch + 1
-            path = self.save_best(epoch + 1, logs)
-            self.sink.emit("checkpoint", path=path, epoch=epoch + 1, monitor=self.monitor, value=self.best)
-        self.save_last(epoch + 1, {**logs, "best": self.best, "best_epoch": self.best_epoch})

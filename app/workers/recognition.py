@@ -71,10 +71,14 @@ class Recognizer:
 
     def load(self, path: str, trust: bool = False) -> ModelInfo:
         """Load and warm up a model; raises ModelLoadError and leaves the old one in place on failure."""
-        from app.core.classifier import EmotionClassifier
+        from app.core.classifier import EmotionClassifier, set_inference_threads
         from app.core.model_io import load_model
 
         start = time.perf_counter()
+        if self._classifier is None:
+            # One TensorFlow thread per op: a 1-8 face batch runs faster (bench/classifier.py) and the other
+            # core stays free for capture, detection and drawing. Only possible before TF's first op.
+            set_inference_threads(1)
         loaded = load_model(path, trust=trust)
         classifier = EmotionClassifier(loaded, tta=self.tta)
         self._warm_up(classifier, loaded)

@@ -1,0 +1,128 @@
+"""Pipeline: real photos through the default detector and a tiny real model; timings; swapping parts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.core import model_io
+from app.core.detection import Detection, create_detector
+from app.core.errors import ModelLoadError
+from app.core.images import read_image
+from app.core.labels import FER2013_LABELS
+from app.core.pipeline import Face, FrameResult, Pipeline, build_pipeline
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_model_path: Path) -> Pipeline:
+    return build_pipeline(tiny_model_path)
+
+
+def test_two_people(pipeline: Pipeline, data_dir: Path) -> None:
+    result = pipeline.process(read_image(data_dir / "two_people.jpg"))
+    assert isinstance(result, FrameResult)
+    assert len(result.faces) == 2
+    for face in result.faces:
+        assert isinstance(face, Face)
+        assert list(face.probabilities) == list(FER2013_LABELS)
+        assert sum(face.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+        assert face.label == max(face.probabilities, key=face.probabilities.get)
+        assert face.score == pytest.approx(face.probabilities[face.label])
+        assert face.track_id is None and face.landmarks is None
+        assert len(face.box) == 4 and all(isinstance(v, int) for v in face.box)
+    assert set(result.timings) == {"detect", "align", "classify", "total"}
+    assert all(v >= 0 for v in result.timings.values())
+    assert result.timings["total"] >= result.timings["detect"] + result.timings["classify"] - 1e-6
+
+
+def test_probabilities_are_the_classifiers(pipeline: Pipeline, data_dir: Path) -> None:
+    image = read_image(data_dir / "justin.jpg")
+    (face,) = pipeline.process(image).faces
+    x, y, w, h = face.box
+    direct = pipeline.classifier.predict([image[y:y + h, x:x + w]])[0]
+    np.testing.assert_allclose(list(face.probabilities.values()), direct, atol=1e-6)
+
+
+def test_no_faces(pipeline: Pipeline) -> None:
+    result = pipeline.process(np.zeros((480, 640, 3), np.uint8))
+    assert result.faces == [] and set(result.timings) == {"detect", "align", "classify", "total"}
+
+
+class _FixedDetector:
+    """A detector stub with a known box, to test that the pipeline uses whatever detector it holds."""
+
+    name = "fixed"
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        return [Detection((10, 20, 30, 40), 0.5)]
+
+
+def test_detector_and_classifier_can_be_swapped(pipeline: Pipeline, tiny_model_path: Path) -> None:
+    swapped = build_pipeline(tiny_model_path, detector=_FixedDetector())
+    (face,) = swapped.process(np.zeros((100, 100, 3), np.uint8)).faces
+    assert face.box == (10, 20, 30, 40)
+    swapped.detector = create_detector("haar")
+    assert swapped.process(np.zeros((100, 100, 3), np.uint8)).faces == []
+
+
+def test_labels_and_normalisation_override(tiny_model_path: Path, data_dir: Path) -> None:
+    labels = ["a", "b", "c", "d", "e", "f", "g"]
+    custom = build_pipeline(tiny_model_path, labels=labels, normalization="zero_1")
+    assert custom.labels == tuple(labels)
+    assert custom.classifier.spec.normalization == "zero_1"
+    (face,) = custom.process(read_image(data_dir / "justin.jpg")).faces
+    assert list(face.probabilities) == labels
+    with pytest.raises(ModelLoadError, match="3 labels given"):
+        build_pipeline(tiny_model_path, labels=["a", "b", "c"])
+
+
+def test_no_model_and_no_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(model_io, "default_model_path", lambda: None)
+    import app.core.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "default_model_path", lambda: None)
+    with pytest.raises(ModelLoadError, match="no model given"):
+        build_pipeline(None)
+
+
+def test_align_adds_landmarks(tiny_model_path: Path, data_dir: Path) -> None:
+    pytest.importorskip("face_recognition", reason="dlib / face_recognition not installed")
+    aligned = build_pipeline(tiny_model_path, align=True, tta=True)
+    result = aligned.process(read_image(data_dir / "two_people.jpg"))
+    assert len(result.faces) == 2
+    for face in result.faces:
+        assert face.landmarks is not None and face.landmarks.shape == (5, 2)
+    assert result.timings["align"] > 0
+
+
+def test_annotate_draws_on_a_copy(pipeline: Pipeline, data_dir: Path) -> None:
+    from app.core.annotate import draw_faces
+    from app.core.labels import colour_for
+
+    image = read_image(data_dir / "two_people.jpg")
+    original = image.copy()
+    faces = pipeline.process(image).faces
+    drawn = draw_faces(image, faces)
+    assert np.array_equal(image, original)  # the input is untouched
+    assert drawn.shape == image.shape and not np.array_equal(drawn, image)
+    x, y, _, h = faces[0].box
+    r, g, b = colour_for(faces[0].label)
+    assert drawn[y + h // 2, x].tolist() == [b, g, r]  # the box's left edge in the label's colour
+    assert np.array_equal(draw_faces(image, []), image)
+
+
+def test_missing_dlib_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tiny_model_path: Path) -> None:
+    from app.core import detection
+    from app.core.errors import DetectorError
+
+    def missing():  # type: ignore[no-untyped-def]
+        raise DetectorError("this detector needs dlib and face_recognition, which are not installed")
+
+    monkeypatch.setattr(detection, "_face_recognition", missing)
+    with pytest.raises(DetectorError, match="alignment needs dlib"):
+        build_pipeline(tiny_model_path, align=True)
+    with pytest.raises(DetectorError, match="needs dlib"):
+        build_pipeline(tiny_model_path, detector="hog")
+    assert detection.detector_available("cnn") is not None and detection.detector_available("haar") is None
