@@ -42,6 +42,12 @@ def build_tiny_model(input_shape=(48, 48, 1), num_classes: int = 7, seed: int = 
 
 
 @pytest.fixture(scope="session")
+def tiny_model_factory():
+    """build_tiny_model, for tests that need their own variant (conftest is not importable by name)."""
+    return build_tiny_model
+
+
+@pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> Path:
     """A tiny 48x48 grey, 7-class model saved by model_io (with embedded metadata)."""
     from app.core.labels import FER2013_LABELS

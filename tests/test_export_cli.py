@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import build_tiny_model
 
 from app.cli import main
 from app.core.model_io import load_model, read_spec
 
 
 @pytest.fixture(scope="module")
-def bare_model_path(tmp_path_factory):
+def bare_model_path(tmp_path_factory, tiny_model_factory):
     """A 5-class model saved by plain Keras (no FER Studio metadata), as published models are."""
     path = tmp_path_factory.mktemp("bare") / "published.h5"
-    build_tiny_model(num_classes=5, seed=3).save(path)
+    tiny_model_factory(num_classes=5, seed=3).save(path)
     assert read_spec(path) is None
     return path
 

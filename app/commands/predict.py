@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     model = args.model or default_model_path()
     if model is None:
-        raise ModelLoadError("a model is required: no default model is bundled yet, so pass --model FILE "
+        raise ModelLoadError("a model is required: no bundled default model was found in models/, so pass --model FILE "
                              "(a .h5, .hdf5 or .keras emotion model, e.g. one made by 'fer-studio train').")
     out_dir = _prepare_out_dir(args.annotate) if args.annotate else None
     pipeline = build_pipeline(model, detector=args.detector, align=args.align, tta=args.tta,
