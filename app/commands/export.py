@@ -12,25 +12,11 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from app.core.errors import ModelLoadError, OutputError
-from app.core.labels import FER2013_LABELS
+from app.core.errors import OutputError
+from app.core.labels import parse_labels
 from app.core.model_io import MODEL_SUFFIXES, NORMALISATIONS, load_model, read_spec, save_model
 
 logger = logging.getLogger(__name__)
-
-
-def parse_labels(text: str | None) -> tuple[str, ...] | None:
-    """``"a,b,c"`` -> ("a", "b", "c"); ``"fer2013"`` -> FER2013's seven labels; None -> None."""
-    if text is None:
-        return None
-    if text.strip().lower() == "fer2013":
-        return FER2013_LABELS
-    labels = tuple(part.strip() for part in text.split(","))
-    if any(not label for label in labels):
-        raise ModelLoadError(f"--labels {text!r}: empty label name; give comma-separated names like a,b,c.")
-    if len(set(labels)) != len(labels):
-        raise ModelLoadError(f"--labels {text!r}: a label appears twice.")
-    return labels
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 from app.core.errors import FerStudioError, ModelLoadError, OutputError
+from app.core.files import atomic_write_bytes
+from app.core.labels import parse_labels
 
 logger = logging.getLogger(__name__)
 
@@ -41,20 +42,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", help="comma-separated class names in the model's output order")
     parser.add_argument("--normalization", choices=NORMALISATIONS,
                         help="pixel scaling the model expects (default: the file's, else minus1_1)")
-
-
-def parse_labels(text: str | None) -> tuple[str, ...] | None:
-    """``"a,b,c"`` -> ("a", "b", "c"); ``"fer2013"`` -> FER2013's seven labels."""
-    if text is None:
-        return None
-    from app.core.labels import FER2013_LABELS
-
-    if text.strip().lower() == "fer2013":
-        return FER2013_LABELS
-    labels = tuple(part.strip() for part in text.split(","))
-    if any(not label for label in labels) or len(set(labels)) != len(labels):
-        raise ModelLoadError(f"--labels {text!r}: give distinct comma-separated class names, like a,b,c.")
-    return labels
 
 
 def run(args: argparse.Namespace) -> int:
@@ -187,12 +174,4 @@ def _write_image_atomic(target: Path, image: Any) -> None:
     ok, encoded = cv2.imencode(target.suffix, image)
     if not ok:
         raise OutputError(f"{target}: cannot encode the annotated image as {target.suffix}.")
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        encoded.tofile(tmp)
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise OutputError(f"{target}: cannot write the annotated image ({exc.strerror or exc}).") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write_bytes(target, encoded.tobytes(), "the annotated image")

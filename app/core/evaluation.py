@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from app.core.errors import OutputError
+from app.core.files import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -265,20 +266,6 @@ def predict_array(
 # ---------------------------------------------------------------------------------------------- writing
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write the file ({exc}). Choose a writable output folder.") from exc
-
-
 def save_confusion_png(
     report: EvaluationReport, path: str | os.PathLike[str], normalize: bool = True
 ) -> Path:
@@ -296,7 +283,7 @@ def save_confusion_png(
     if not ok:  # pragma: no cover - OpenCV always encodes a uint8 BGR image
         raise OutputError(f"{path}: OpenCV could not encode the confusion-matrix image.")
     p = Path(path)
-    _atomic_write_bytes(p, encoded.tobytes())
+    atomic_write_bytes(p, encoded.tobytes(), "the confusion-matrix image")
     return p
 
 
@@ -313,7 +300,7 @@ def write_report(report: EvaluationReport, out_dir: str | os.PathLike[str],
     folder = Path(out_dir)
     json_path = folder / f"{stem}.json"
     png_path = folder / f"{stem}_confusion.png"
-    _atomic_write_bytes(json_path, (report.to_json() + "\n").encode("utf-8"))
+    atomic_write_bytes(json_path, (report.to_json() + "\n").encode("utf-8"), "the report")
     save_confusion_png(report, png_path)
     logger.info("wrote %s and %s", json_path, png_path)
     return json_path, png_path

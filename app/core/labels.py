@@ -72,3 +72,22 @@ def match_labels(names: Sequence[str], model_labels: Sequence[str]) -> dict[str,
     """Map each data-set class name to the index of the model label it matches, or None."""
     wanted = {normalise_label(label): i for i, label in enumerate(model_labels)}
     return {name: wanted.get(normalise_label(name)) for name in names}
+
+
+def parse_labels(text: str | None) -> tuple[str, ...] | None:
+    """``"a,b,c"`` -> ("a", "b", "c"); ``"fer2013"`` -> FER2013's seven labels; None -> None.
+
+    Raises ModelLoadError for an empty or repeated name (the flag overrides a model's labels).
+    """
+    if text is None:
+        return None
+    if text.strip().lower() == "fer2013":
+        return FER2013_LABELS
+    from app.core.errors import ModelLoadError
+
+    labels = tuple(part.strip() for part in text.split(","))
+    if any(not label for label in labels):
+        raise ModelLoadError(f"--labels {text!r}: empty label name; give comma-separated names like a,b,c.")
+    if len(set(labels)) != len(labels):
+        raise ModelLoadError(f"--labels {text!r}: a label appears twice; give distinct names like a,b,c.")
+    return labels
