@@ -149,7 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--align", action="store_true", help="rotate faces so the eyes are level")
     parser.add_argument("--tta", action="store_true", help="average each face and its mirror image")
     parser.add_argument("--json", action="store_true", help="one JSON object per detector per line")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="TensorFlow threads per op (default 1, as the app's camera worker; 0: TF's choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        from app.core.classifier import set_inference_threads
+
+        set_inference_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     rss_start = rss_mb()
