@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -156,8 +157,11 @@ class HaarDetector(_ScaledDetector):
 
 def _face_recognition() -> Any:
     try:
-        import face_recognition  # noqa: F401 - imported for its loaded dlib models
-        from face_recognition import api
+        with warnings.catch_warnings():
+            # face_recognition_models imports pkg_resources (hence setuptools<81), which warns on import.
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+            import face_recognition  # noqa: F401 - imported for its loaded dlib models
+            from face_recognition import api
     except ImportError as exc:
         raise DetectorError(
             f"this detector needs dlib and face_recognition, which are not installed ({exc}). "
