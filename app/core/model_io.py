@@ -349,6 +349,16 @@ def bundled_models_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "models"
 
 
+def bundled_models() -> list[Path]:
+    """The models shipped in models/ (each with its card, models/<name>.md), default first."""
+    folder = bundled_models_dir()
+    if not folder.is_dir():
+        return []
+    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in MODEL_SUFFIXES and p.is_file())
+    default = default_model_path()
+    return sorted(found, key=lambda p: p != default)
+
+
 def default_model_path() -> Path | None:
     """The bundled default model, or None when none is shipped (then --model is required)."""
     folder = bundled_models_dir()

@@ -14,7 +14,7 @@ from typing import Any
 from PyQt5.QtCore import Qt, pyqtSlot
 from PyQt5.QtWidgets import QFileDialog, QMessageBox
 
-from app.core.model_io import MODEL_SUFFIXES, default_model_path
+from app.core.model_io import MODEL_SUFFIXES, bundled_models, default_model_path
 from app.gui.errors import dialogs_enabled, show_error
 from app.workers.recognition import ModelInfo
 
@@ -68,6 +68,12 @@ class ModelMixin:
             action = self.menu_recent_models.addAction(path)
             action.triggered.connect(lambda _checked=False, p=path: self.use_model(p))
         self.menu_recent_models.setEnabled(bool(recent))
+        # The bundled models (a fast default for video, a more accurate one for photos) are always offered.
+        known = {Path(p).resolve() for p in recent}
+        for bundled in bundled_models():
+            if bundled.resolve() not in known:
+                self.model_combo.addItem(f"{bundled.name} (bundled)", str(bundled.resolve()))
+                self.model_combo.setItemData(self.model_combo.count() - 1, str(bundled), Qt.ToolTipRole)
         current = self.model_info.path if self.model_info else None
         if current:
             self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(str(Path(current).resolve()))))
