@@ -68,11 +68,6 @@ class DatasetSummary:
     counts: dict[str, list[int]]
     kind: str
 
-    def imbalance_ratio(self, split: str | None = None) -> float:
-        """Largest class count over the smallest non-zero one in ``split`` (first split by default)."""
-        values = [c for c in self.counts[split or next(iter(self.counts))] if c > 0]
-        return max(values) / min(values) if values else 1.0
-
 
 def is_fer2013_csv(path: str | os.PathLike[str]) -> bool:
     name = Path(path).name.lower()

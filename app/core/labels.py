@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import colorsys
-import os
-from pathlib import Path
 from typing import Sequence
 
 #: FER2013's label order (emotion column 0..6), also the order of the published mini_XCEPTION models.
@@ -53,12 +51,6 @@ def colour_for(label: str) -> tuple[int, int, int]:
     hue = (sum(ord(c) * 31 ** i for i, c in enumerate(label)) % 360) / 360.0
     r, g, b = colorsys.hsv_to_rgb(hue, 0.65, 0.95)
     return int(r * 255), int(g * 255), int(b * 255)
-
-
-def labels_from_folders(root: str | os.PathLike[str]) -> tuple[str, ...]:
-    """Class names of a folder-per-class data set: the sub-folder names, sorted (hidden ones skipped)."""
-    path = Path(root)
-    return tuple(sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")))
 
 
 def default_labels(num_classes: int) -> tuple[str, ...]:

@@ -65,8 +65,8 @@ def test_worker_on_real_clip_emits_faces_with_labels(qtbot, worker, tiny_model_p
     assert packets[-1].image.shape == (336, 596, 3)
 
 
-def test_stop_ends_thread_and_releases_capture_quickly(qtbot, worker, clip_path):
-    released = []
+def _release_spy(released: list) -> type:
+    """A capture factory whose captures note the time they are released in ``released``."""
 
     class Spy:
         def __init__(self, spec):
@@ -79,7 +79,13 @@ def test_stop_ends_thread_and_releases_capture_quickly(qtbot, worker, clip_path)
             released.append(time.monotonic())
             self.cap.release()
 
-    w = worker(capture_factory=Spy)
+    return Spy
+
+
+def test_stop_ends_thread_and_releases_capture_quickly(qtbot, worker, clip_path):
+    released = []
+
+    w = worker(capture_factory=_release_spy(released))
     w.open_source(SourceSpec.file(clip_path), loop=True)
     wait_frames(qtbot, w, n=5)
     start = time.monotonic()
@@ -222,18 +228,7 @@ def test_recording_writes_flushed_csv_rows(qtbot, worker, tiny_model_path, clip_
 def test_capture_is_released_even_while_a_slow_frame_is_processed(qtbot, worker, clip_path):
     released, busy = [], []
 
-    class Spy:
-        def __init__(self, spec):
-            self.cap = open_capture(spec)
-
-        def __getattr__(self, name):
-            return getattr(self.cap, name)
-
-        def release(self):
-            released.append(time.monotonic())
-            self.cap.release()
-
-    w = worker(capture_factory=Spy)
+    w = worker(capture_factory=_release_spy(released))
     real_process = w._recognizer.process
 
     def slow_process(image, video=False):  # a detector taking 1.5 s per frame (dlib's CNN on a slow CPU)
