@@ -47,6 +47,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-samples", type=int, default=None, help="train on a stratified subset of this size")
     parser.add_argument("--resume", nargs="?", const="", default=None, metavar="CHECKPOINT",
                         help="continue from last.keras (of --out when no path is given)")
+    parser.add_argument("--init-from", metavar="MODEL", default=None,
+                        help="start from this model's weights (same --arch): fine-tune the bundled model on your "
+                             "classes, or run a second learning-rate cycle")
     parser.add_argument("--distribute", action="store_true",
                         help="tf.distribute: MirroredStrategy over local devices, MultiWorker with TF_CONFIG")
     parser.add_argument("--events", choices=("jsonl",), default=None, help="machine-readable progress on stdout")
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
             augment_strength=args.augment_strength, mixup=args.mixup, random_erasing=args.random_erasing,
             class_weights=args.class_weights, oversample=args.oversample, focal_loss=args.focal_loss,
             label_smoothing=args.label_smoothing, val_split=args.val_split, patience=args.patience, seed=args.seed,
-            max_samples=args.max_samples, resume=resume, distribute=args.distribute,
+            max_samples=args.max_samples, resume=resume, init_from=args.init_from,
+            distribute=args.distribute,
             extra={"command": " ".join(["fer-studio", *sys.argv[1:]])})
         from app.core.architectures import ARCHITECTURES
 

@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ class TrainConfig:
     seed: int = 1337
     max_samples: int | None = None
     resume: str | None = None
+    init_from: str | None = None  # start from this model's weights (fine-tuning, a second LR cycle)
     distribute: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -191,6 +192,12 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     check_output_folder(out, resume=bool(config.resume))
     if config.optimizer not in OPTIMIZERS or config.schedule not in SCHEDULES:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, schedule one of {SCHEDULES}")
+    if config.resume and config.init_from:
+        raise ValueError("--resume continues a run with its own weights; it cannot be combined with --init-from")
+    source = _load_init_source(Path(config.init_from), config) if config.init_from else None
+    if source is not None and source.spec.normalization != config.normalization:
+        logger.info("%s expects %s pixels; training with the same", config.init_from, source.spec.normalization)
+        config = replace(config, normalization=source.spec.normalization)
     keras.utils.set_random_seed(config.seed)
 
     data = load_dataset(config.data, config.input_size, config.channels, config.val_split, config.seed)
@@ -217,10 +224,19 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
             model, base = _build_training_model(config, num_classes, steps)
     else:
         model, base = _build_training_model(config, num_classes, steps)
+    transfer = None
+    if source is not None:
+        from app.core.weight_transfer import transfer_weights
+
+        transfer = transfer_weights(source.model, source.spec.labels, base, data.labels, Path(config.init_from))
+        logger.info("%s", transfer.describe())
 
     info_base = {"dataset": str(data.source.name), "dataset_kind": data.kind, "dataset_fingerprint": data.fingerprint,
                  "splits": data.split_names, "train_samples": len(train_split), "val_samples": len(val_split),
                  "batch_size": batch, "config": _jsonable(asdict(config))}
+    if transfer is not None:
+        info_base["init_from"] = {"model": transfer.source.name, "layers": transfer.layers_copied,
+                                  "head_classes": list(transfer.head_classes), "new_classes": list(transfer.new_classes)}
     spec = ModelSpec(labels=data.labels, input_size=config.input_size, channels=config.channels,
                      normalization=config.normalization, arch=config.arch)
 
@@ -246,7 +262,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
 
     sink.emit("start", epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps, batch_size=batch,
               train_samples=len(train_split), val_samples=len(val_split), labels=list(data.labels), arch=config.arch,
-              out=str(out), replicas=replicas)
+              out=str(out), replicas=replicas, init_from=transfer.describe() if transfer else None)
     handlers = _install_signal_handlers(stop)
     started = time.monotonic()
     try:
@@ -266,6 +282,23 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     sink.emit("done", best_model=best_path, best_epoch=result.best_epoch, best_value=result.best_value,
               interrupted=result.interrupted, seconds=time.monotonic() - started)
     return result
+
+
+def _load_init_source(path: Path, config: TrainConfig) -> Any:
+    """The model --init-from names, loaded safely and checked against --arch before any data is read."""
+    from app.core.architectures import build_model
+    from app.core.errors import ModelLoadError
+    from app.core.model_io import load_model
+    from app.core.weight_transfer import transfer_weights
+
+    source = load_model(path)
+    trial = build_model(config.arch, (*config.input_size, config.channels), len(source.spec.labels))
+    try:
+        transfer_weights(source.model, source.spec.labels, trial, source.spec.labels, path)
+    except ModelLoadError as exc:
+        trained_as = f" (it was trained as {source.spec.arch})" if source.spec.arch else ""
+        raise ModelLoadError(f"{exc}{trained_as}") from None
+    return source
 
 
 def _resume(path: Path, config: TrainConfig) -> tuple[Any, Any, int, float, int | None]:

@@ -65,6 +65,8 @@ class ConsoleSink(EventSink):
         if event == "start":
             line = (f"training {f['arch']} on {f['train_samples']} images ({f['val_samples']} for validation), "
                     f"{f['epochs']} epochs of {f['steps_per_epoch']} batches of {f['batch_size']} -> {f['out']}")
+            if f.get("init_from"):
+                line += f"\n  starting from {f['init_from']}"
         elif event == "epoch_end":
             m = f["metrics"]
             line = f"epoch {f['epoch']}/{f['epochs']} ({f['seconds']:.0f} s): " + "  ".join(
