@@ -19,6 +19,13 @@ Bench-only dependencies (never in install_requires): ``tf_keras`` (``pip install
 and ``scipy`` (ImageDataGenerator's rotations/shifts/zooms use scipy.ndimage). Without them only our
 side is measured and a message says what to install.
 
+Any Keras backend: with ``KERAS_BACKEND=jax`` (a GPU machine without TensorFlow) "ours" is what
+``fer-studio train`` runs on that backend (app.core.training_data.NumpyBatches feeding the same model, the
+augmentation compiled into the training step) and the reference is the copy of ImageDataGenerator that
+Keras 3 itself still ships (``keras.src.legacy.preprocessing.image``, the same code as tf_keras's), so the
+comparison runs where the model step is fast enough for the input pipeline to matter. It needs the keras,
+namex and optree wheels carried there, plus scipy (present on the device image).
+
 oneDNN caveat: with TF 2.20/2.21 and oneDNN on, a training step on an odd-sized batch crashes; every side
 here uses an even batch size and whole batches only (``--rows`` is rounded down to a multiple of it).
 
@@ -92,7 +99,8 @@ def our_dataset(x: np.ndarray, y: np.ndarray, batch_size: int):
     from app.core.training_data import train_stream
 
     dataset, _ = train_stream(x, y, 7, batch_size, "minus1_1", seed=0)
-    return dataset, "app.core.training_data.train_stream + build_augmenter layers in the model"
+    kind = "tf.data" if hasattr(dataset, "map") else type(dataset).__name__
+    return dataset, f"app.core.training_data.train_stream ({kind}) + build_augmenter layers in the model"
 
 
 def augmentation_settings() -> dict[str, object]:
@@ -118,16 +126,38 @@ def augmentation_settings() -> dict[str, object]:
     return settings
 
 
-def reference_iterator(x: np.ndarray, y: np.ndarray, batch_size: int):
-    """ImageDataGenerator.flow as in the reference posts, or None with the reason when unavailable."""
+def _image_data_generator_class():
+    """ImageDataGenerator as the reference posts used it: tf_keras's where TensorFlow is the backend, else the
+    identical copy Keras 3 still ships (``keras.src.legacy``), which runs without TensorFlow (a JAX GPU
+    machine). Both need scipy. Returns (class, where it came from) or (None, why not)."""
+    import keras
+
     try:
         import scipy  # noqa: F401
-        from tf_keras.preprocessing.image import ImageDataGenerator
     except ImportError as exc:
-        return None, (f"reference side skipped: {exc}. It needs the bench-only packages "
-                      "pip install \"tf_keras==2.21.*\" scipy")
+        return None, f"{exc}"
+    if keras.backend.backend() == "tensorflow":
+        try:
+            from tf_keras.preprocessing.image import ImageDataGenerator
+
+            return ImageDataGenerator, "tf_keras"
+        except ImportError:
+            pass
+    try:
+        from keras.src.legacy.preprocessing.image import ImageDataGenerator
+    except ImportError as exc:
+        return None, f"{exc}"
+    return ImageDataGenerator, "keras.src.legacy"
+
+
+def reference_iterator(x: np.ndarray, y: np.ndarray, batch_size: int):
+    """ImageDataGenerator.flow as in the reference posts, or None with the reason when unavailable."""
+    generator_class, origin = _image_data_generator_class()
+    if generator_class is None:
+        return None, (f"reference side skipped: {origin}. It needs the bench-only packages "
+                      "pip install \"tf_keras==2.21.*\" scipy (scipy alone on a non-TensorFlow backend)")
     settings = augmentation_settings()
-    generator = ImageDataGenerator(**settings)
+    generator = generator_class(**settings)
     # The reference normalises the whole array once, before augmentation.
     xf = x.astype(np.float32) / 127.5 - 1.0
     flow = generator.flow(xf, np.eye(7, dtype=np.float32)[y], batch_size=batch_size, shuffle=True, seed=0)
@@ -137,7 +167,50 @@ def reference_iterator(x: np.ndarray, y: np.ndarray, batch_size: int):
             yield next(flow)
 
     described = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
-    return batches(), f"tf_keras ImageDataGenerator({described}).flow"
+    return batches(), f"{origin} ImageDataGenerator({described}).flow"
+
+
+def batch_iterator(dataset):
+    """Endless (x, y) batches from a tf.data.Dataset or a keras.utils.PyDataset (the non-TF backends' stream)."""
+    if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__"):
+        def batches():
+            while True:
+                for index in range(len(dataset)):
+                    yield dataset[index][:2]
+                dataset.on_epoch_end()
+        return batches()
+    return iter(dataset)
+
+
+def fixed_batches(x_batch, y_batch):
+    """The same batch forever, in the form fit() takes on the active backend."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.data.Dataset.from_tensors((x_batch, y_batch)).repeat()
+
+    def batches():
+        while True:
+            yield x_batch, y_batch
+    return batches()
+
+
+def backend_description() -> str:
+    import keras
+
+    name = keras.backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        onednn = "off" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0" else "on"
+        return f"Keras {keras.__version__} on TensorFlow {tf.__version__} (oneDNN {onednn})"
+    if name == "jax":
+        import jax
+
+        return f"Keras {keras.__version__} on JAX {jax.__version__} ({', '.join(str(d) for d in jax.devices())})"
+    return f"Keras {keras.__version__} on {name}"
 
 
 class EpochTimer:
@@ -202,11 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     n = len(x) - len(x) % args.batch_size
     x, y = x[:n], y[:n]
 
-    import tensorflow as tf
-
-    onednn = "off" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0" else "on"
-    print(f"TensorFlow {tf.__version__}, oneDNN {onednn}, "
-          f"{os.cpu_count()} CPU(s) visible; {n} real FER2013 Training rows, batch {args.batch_size}, "
+    print(f"{backend_description()}, {os.cpu_count()} CPU(s) visible; {n} real FER2013 Training rows, batch {args.batch_size}, "
           f"{args.steps} steps x {args.epochs - 1} timed epoch(s) per side, mini_xception")
 
     ours, ours_name = our_dataset(x, y, args.batch_size)
@@ -215,17 +284,22 @@ def main(argv: list[str] | None = None) -> int:
     from app.core.training_data import build_augmenter
 
     augment = build_augmenter(seed=0)  # in training it runs inside the model; here alone, on the same batches
-    augmented = ours.map(lambda xb, yb: (augment(xb, training=True), yb), num_parallel_calls=tf.data.AUTOTUNE)
-    ours_pipe = pipeline_rate(iter(augmented), args.steps, args.batch_size)
+    if hasattr(ours, "map"):  # tf.data: augmentation mapped in parallel, as it runs in the training step
+        import tensorflow as tf
+
+        augmented = iter(ours.map(lambda xb, yb: (augment(xb, training=True), yb),
+                                  num_parallel_calls=tf.data.AUTOTUNE))
+    else:  # other backends: eager calls here; compiled into the training step in training
+        augmented = ((augment(xb, training=True), yb) for xb, yb in batch_iterator(ours))
+    ours_pipe = pipeline_rate(augmented, args.steps, args.batch_size)
     print(f"input only  ours      : {ours_pipe:9.0f} images/s   [{ours_name}]")
     if ref is not None:
         ref_pipe = pipeline_rate(ref, args.steps, args.batch_size)
         print(f"input only  reference : {ref_pipe:9.0f} images/s   [{ref_name}]")
 
     # The ceiling: the same training with no input work at all (one fixed batch, repeated).
-    first_x, first_y = next(iter(ours))
-    fixed = tf.data.Dataset.from_tensors((first_x, first_y)).repeat()
-    sides = {"model only": (bare_model, lambda: fixed), "ours": (our_model, lambda: ours)}
+    first_x, first_y = next(batch_iterator(ours))
+    sides = {"model only": (bare_model, lambda: fixed_batches(first_x, first_y)), "ours": (our_model, lambda: ours)}
     if ref is not None:
         sides["reference"] = (bare_model, lambda: ref)
     # Interleave the sides over --repeats rounds and keep each side's median: on a shared machine the
