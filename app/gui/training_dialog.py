@@ -22,6 +22,7 @@ from PyQt5.QtCore import QSettings, QTimer, QUrl, pyqtSignal
 from PyQt5.QtGui import QDesktopServices
 from PyQt5.QtWidgets import QDialog, QFileDialog, QMessageBox, QWidget
 
+from app.core.model_io import bundled_models_dir
 from app.gui.errors import show_error
 from app.gui.training_charts import ClassCountsChart, TrainingCurves, imbalance_warning, place_in
 from app.gui.training_report import ReportView, read_epoch_log, read_report_json
@@ -90,6 +91,7 @@ class TrainingDialog(QDialog):
         ui.dataFolderButton.clicked.connect(self._on_dataFolderButton_clicked)
         ui.outEdit.textChanged.connect(self._on_outEdit_textChanged)
         ui.outButton.clicked.connect(self._on_outButton_clicked)
+        ui.initButton.clicked.connect(self._on_initButton_clicked)
         ui.startButton.clicked.connect(self._on_startButton_clicked)
         ui.stopButton.clicked.connect(self._on_stopButton_clicked)
         ui.resumeButton.clicked.connect(self._on_resumeButton_clicked)
@@ -123,7 +125,8 @@ class TrainingDialog(QDialog):
             mixup=ui.mixupCheck.isChecked(), imbalance=IMBALANCE_CHOICES[ui.imbalanceCombo.currentIndex()],
             label_smoothing=ui.smoothingSpin.value(),
             val_split=ui.valSplitSpin.value() if data and Path(data).is_dir() else None,
-            max_samples=ui.maxSamplesSpin.value() or None, resume=resume)
+            max_samples=ui.maxSamplesSpin.value() or None, resume=resume,
+            init_from=ui.initEdit.text().strip() or None)
 
     def is_training(self) -> bool:
         return self.process.is_running()
@@ -135,6 +138,10 @@ class TrainingDialog(QDialog):
         data = self.ui.dataEdit.text().strip()
         if not data or not Path(data).exists():
             self._set_status(f"Choose an existing data set first{': ' + data if data else ''}.", _ERROR_STYLE)
+            return False
+        init_from = self.ui.initEdit.text().strip()
+        if resume is None and init_from and not Path(init_from).expanduser().is_file():
+            self._set_status(f"The model to start from does not exist: {init_from}", _ERROR_STYLE)
             return False
         if not self.ui.outEdit.text().strip():
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -247,6 +254,13 @@ class TrainingDialog(QDialog):
                                                 browse_start(self.ui.outEdit.text()))
         if path:
             self.ui.outEdit.setText(path)
+
+    def _on_initButton_clicked(self) -> None:
+        start = self.ui.initEdit.text().strip() or str(bundled_models_dir())
+        path, _ = QFileDialog.getOpenFileName(self, "Start from this model's weights", browse_start(start),
+                                              "Keras models (*.h5 *.hdf5 *.keras);;All files (*)")
+        if path:
+            self.ui.initEdit.setText(path)
 
     def _on_startButton_clicked(self) -> None:
         self.start()

@@ -28,7 +28,7 @@ def save_form(ui: Any, window: QWidget, settings: QSettings) -> None:
         "augment": ui.augmentCheck.isChecked(), "mixup": ui.mixupCheck.isChecked(),
         "imbalance": IMBALANCE_CHOICES[ui.imbalanceCombo.currentIndex()],
         "label_smoothing": ui.smoothingSpin.value(), "val_split": ui.valSplitSpin.value(),
-        "max_samples": ui.maxSamplesSpin.value(), "splitter": ui.mainSplitter.saveState(),
+        "max_samples": ui.maxSamplesSpin.value(), "init_from": ui.initEdit.text().strip(), "splitter": ui.mainSplitter.saveState(),
         "geometry": window.saveGeometry(),
     }
     settings.beginGroup(GROUP)
@@ -56,6 +56,7 @@ def restore_form(ui: Any, window: QWidget, settings: QSettings) -> None:
         imbalance = str(s.value("imbalance", "none"))
         ui.imbalanceCombo.setCurrentIndex(IMBALANCE_CHOICES.index(imbalance) if imbalance in IMBALANCE_CHOICES else 0)
         ui.outEdit.setText(str(s.value("out", "") or ""))
+        ui.initEdit.setText(str(s.value("init_from", "") or ""))
         ui.dataEdit.setText(str(s.value("data", "") or ""))
         if s.value("splitter") is not None:
             ui.mainSplitter.restoreState(s.value("splitter"))

@@ -49,6 +49,8 @@ class TrainingConfig:
     max_samples: int | None = None
     #: None: a fresh run; "": resume from the output folder's last checkpoint; a path: resume from that file.
     resume: str | None = None
+    #: A model whose weights a fresh run starts from (fine-tuning); ignored when resuming.
+    init_from: str | None = None
 
     def to_args(self) -> list[str]:
         """The ``train`` sub-command's arguments (without the program), paths made absolute."""
@@ -80,6 +82,8 @@ class TrainingConfig:
             args.append("--resume")
             if self.resume:
                 args.append(str(Path(self.resume).expanduser().resolve()))
+        elif self.init_from:
+            args += ["--init-from", str(Path(self.init_from).expanduser().resolve())]
         args += ["--events", "jsonl"]
         return args
 

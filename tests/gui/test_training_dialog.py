@@ -163,6 +163,21 @@ def test_a_folder_holding_a_run_gets_a_fresh_sibling(dialog, fer_sample, tmp_pat
     assert started[0].out == str(tmp_path / "run-3") == dialog.ui.outEdit.text()
 
 
+def test_start_from_a_model_is_passed_on_and_remembered(dialog, fer_sample, tmp_path, monkeypatch, settings):
+    started = []
+    monkeypatch.setattr(dialog.process, "start", lambda config: started.append(config) or ["fake"])
+    _configure(dialog, fer_sample, tmp_path / "run", epochs=1)
+    dialog.ui.initEdit.setText(str(tmp_path / "missing.h5"))
+    assert not dialog.start() and "does not exist" in dialog.ui.statusLabel.text()
+    bundled = Path(__file__).resolve().parents[2] / "models" / "fer_mini_xception.h5"
+    dialog.ui.initEdit.setText(str(bundled))
+    assert dialog.start()
+    assert started[0].init_from == str(bundled) and "--init-from" in started[0].to_args()
+    again = TrainingDialog(settings=settings)  # the form comes back as it was left
+    assert again.ui.initEdit.text() == str(bundled)
+    again.deleteLater()
+
+
 def test_format_duration_and_eta():
     assert format_duration(5) == "0:05" and format_duration(75) == "1:15" and format_duration(3725) == "1:02:05"
     # 10 s for 25 of 100 steps of epoch 2 of 4; earlier epochs took 50 s: 30 s left here, then 2 x 50 s.

@@ -125,6 +125,17 @@ def test_command_line_parses_with_the_real_cli(tmp_path):
     assert args.resume == "" and args.lr == pytest.approx(0.001)
 
 
+def test_init_from_is_passed_to_fresh_runs_only(tmp_path):
+    from app.cli import build_parser
+
+    model = tmp_path / "bundled.h5"
+    fresh = build_command(TrainingConfig(data="d.csv", out=str(tmp_path / "o"), init_from=str(model)))
+    assert fresh[fresh.index("--init-from") + 1] == str(model)
+    assert build_parser().parse_args(fresh[3:]).init_from == str(model)
+    resumed = build_command(TrainingConfig(data="d.csv", out="o", init_from=str(model), resume=""))
+    assert "--init-from" not in resumed and "--resume" in resumed
+
+
 def test_outcome_messages_name_the_signal_and_the_checkpoint():
     killed = TrainingOutcome(exit_code=signal.SIGKILL, crashed=True, stopped=False, killed_after_timeout=False,
                              done=None, error=None, last_checkpoint="/runs/a/best.h5")
