@@ -50,6 +50,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-from", metavar="MODEL", default=None,
                         help="start from this model's weights (same --arch): fine-tune the bundled model on your "
                              "classes, or run a second learning-rate cycle")
+    parser.add_argument("--distill-from", metavar="TEACHER", default=None,
+                        help="distillation: blend this (larger) model's probabilities into the training targets")
+    parser.add_argument("--distill-weight", type=float, default=0.5,
+                        help="the teacher's share of each target, in (0, 1] (default 0.5)")
     parser.add_argument("--distribute", action="store_true",
                         help="tf.distribute: MirroredStrategy over local devices, MultiWorker with TF_CONFIG")
     parser.add_argument("--events", choices=("jsonl",), default=None, help="machine-readable progress on stdout")
@@ -84,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             class_weights=args.class_weights, oversample=args.oversample, focal_loss=args.focal_loss,
             label_smoothing=args.label_smoothing, val_split=args.val_split, patience=args.patience, seed=args.seed,
             max_samples=args.max_samples, resume=resume, init_from=args.init_from,
+            distill_from=args.distill_from, distill_weight=args.distill_weight,
             distribute=args.distribute,
             extra={"command": " ".join(["fer-studio", *sys.argv[1:]])})
         from app.core.architectures import ARCHITECTURES

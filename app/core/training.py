@@ -62,6 +62,8 @@ class TrainConfig:
     max_samples: int | None = None
     resume: str | None = None
     init_from: str | None = None  # start from this model's weights (fine-tuning, a second LR cycle)
+    distill_from: str | None = None  # a teacher model whose probabilities are blended into the targets
+    distill_weight: float = 0.5  # the teacher's share of each target
     distribute: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -195,6 +197,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     if config.resume and config.init_from:
         raise ValueError("--resume continues a run with its own weights; it cannot be combined with --init-from")
     source = _load_init_source(Path(config.init_from), config) if config.init_from else None
+    teacher = _load_teacher(Path(config.distill_from), config) if config.distill_from else None
     if source is not None and source.spec.normalization != config.normalization:
         logger.info("%s expects %s pixels; training with the same", config.init_from, source.spec.normalization)
         config = replace(config, normalization=source.spec.normalization)
@@ -211,9 +214,17 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     batch = even_batch_size(config.batch_size, replicas)
     weights = balanced_class_weights(train_split.labels, num_classes) if config.class_weights else None
+    targets = None
+    if teacher is not None:
+        from app.core.distillation import distillation_targets
+
+        sink.emit("distilling", teacher=teacher.path, samples=len(train_split))
+        targets = distillation_targets(teacher, train_split.images, train_split.labels, data.labels,
+                                       config.distill_weight)
+        del teacher
     stream, steps = train_stream(train_split.images, train_split.labels, num_classes, batch, config.normalization,
                                  class_weights=weights, oversample=config.oversample, mixup=config.mixup,
-                                 seed=config.seed)
+                                 seed=config.seed, targets=targets)
     x_val, y_val = eval_arrays(val_split.images, val_split.labels, num_classes, config.normalization)
 
     initial_epoch, best_value, best_epoch = 0, -math.inf, None
@@ -299,6 +310,15 @@ def _load_init_source(path: Path, config: TrainConfig) -> Any:
         trained_as = f" (it was trained as {source.spec.arch})" if source.spec.arch else ""
         raise ModelLoadError(f"{exc}{trained_as}") from None
     return source
+
+
+def _load_teacher(path: Path, config: TrainConfig) -> Any:
+    """The --distill-from model, loaded safely before any data is read."""
+    from app.core.model_io import load_model
+
+    if not 0.0 < config.distill_weight <= 1.0:
+        raise ValueError(f"--distill-weight must be in (0, 1], not {config.distill_weight}")
+    return load_model(path)
 
 
 def _resume(path: Path, config: TrainConfig) -> tuple[Any, Any, int, float, int | None]:

@@ -81,8 +81,9 @@ class NumpyBatches(keras.utils.PyDataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int,
                  normalization: str, probabilities: np.ndarray | None, sample_weights: np.ndarray | None,
-                 mixup: float, seed: int) -> None:
+                 mixup: float, seed: int, targets: np.ndarray | None = None) -> None:
         super().__init__()
+        self.targets = targets
         self.images, self.labels = images, labels
         self.num_classes, self.batch_size = num_classes, batch_size
         self.normalization, self.probabilities = normalization, probabilities
@@ -105,7 +106,7 @@ class NumpyBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> Any:
         idx = self._order[index * self.batch_size:(index + 1) * self.batch_size]
         x = normalise_pixels(self.images[idx], self.normalization)
-        y = _one_hot(self.labels[idx], self.num_classes)
+        y = self.targets[idx] if self.targets is not None else _one_hot(self.labels[idx], self.num_classes)
         if self.mixup > 0:
             lam = self.rng.beta(self.mixup, self.mixup, size=(len(idx), 1)).astype(np.float32)
             perm = self.rng.permutation(len(idx))
@@ -118,13 +119,17 @@ class NumpyBatches(keras.utils.PyDataset):
 
 def train_stream(images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int, normalization: str,
                  *, class_weights: np.ndarray | None = None, oversample: bool = False, mixup: float = 0.0,
-                 seed: int = 1337) -> tuple[Any, int]:
-    """(dataset, steps_per_epoch) of full, even, shuffled training batches: x float, y one-hot (, weight)."""
+                 seed: int = 1337, targets: np.ndarray | None = None) -> tuple[Any, int]:
+    """(dataset, steps_per_epoch) of full, even, shuffled training batches: x float, y one-hot (, weight).
+
+    ``targets`` (N, K) replaces the one-hot labels as y (soft targets from a teacher, say); sampling and class
+    weights still follow ``labels``.
+    """
     probabilities = sampling_probabilities(labels, num_classes, oversample)
     steps = math.ceil(len(labels) / batch_size)
     if keras.backend.backend() != "tensorflow":
         return NumpyBatches(images, labels, num_classes, batch_size, normalization, probabilities, class_weights,
-                            mixup, seed), steps
+                            mixup, seed, targets), steps
     import tensorflow as tf
 
     if probabilities is None:
@@ -136,12 +141,13 @@ def train_stream(images: np.ndarray, labels: np.ndarray, num_classes: int, batch
     x_all = tf.constant(images)
     y_all = tf.constant(labels.astype(np.int64))
     weights = tf.constant(class_weights) if class_weights is not None else None
+    soft = tf.constant(targets.astype(np.float32)) if targets is not None else None
     scale = {"minus1_1": (1 / 127.5, -1.0), "zero_1": (1 / 255.0, 0.0), "raw": (1.0, 0.0)}[normalization]
 
     def gather(idx: Any) -> Any:
         x = tf.cast(tf.gather(x_all, idx), tf.float32) * scale[0] + scale[1]
         y_int = tf.gather(y_all, idx)
-        y = tf.one_hot(y_int, num_classes)
+        y = tf.gather(soft, idx) if soft is not None else tf.one_hot(y_int, num_classes)
         if mixup > 0:
             n = tf.shape(idx)[0]
             g1 = tf.random.gamma([n, 1], mixup)

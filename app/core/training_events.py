@@ -73,6 +73,8 @@ class ConsoleSink(EventSink):
                 f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, (int, float)))
         elif event == "checkpoint":
             line = f"  saved best model ({f['monitor']} {f['value']:.4f}) to {f['path']}"
+        elif event == "distilling":
+            line = f"  teacher {f['teacher']} scoring the {f['samples']} training images (with flip TTA)"
         elif event == "report":
             line = f"validation report: accuracy {f['accuracy']:.4f}, macro-F1 {f['macro_f1']:.4f} -> {f['path']}"
         elif event == "done":
