@@ -302,11 +302,14 @@ def main(argv: list[str] | None = None) -> int:
     sides = {"model only": (bare_model, lambda: fixed_batches(first_x, first_y)), "ours": (our_model, lambda: ours)}
     if ref is not None:
         sides["reference"] = (bare_model, lambda: ref)
-    # Interleave the sides over --repeats rounds and keep each side's median: on a shared machine the
-    # load changes from minute to minute, and running one side after the other would bias the ratio.
+    # Interleave the sides over --repeats rounds, rotating which goes first, and keep each side's median: on a
+    # shared machine the load changes from minute to minute, and a fixed order would bias the ratio.
     rates: dict[str, list[float]] = {name: [] for name in sides}
+    names = list(sides)
     for round_ in range(args.repeats):
-        for name, (make_model, data) in sides.items():
+        shift = round_ % len(names)  # each round starts with another side: no side always runs first
+        for name in names[shift:] + names[:shift]:
+            make_model, data = sides[name]
             rates[name].append(train_rate(make_model, data(), args.steps, args.epochs, args.batch_size))
         print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()) + " images/s")
     median = {name: float(np.median(values)) for name, values in rates.items()}
