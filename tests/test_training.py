@@ -217,6 +217,19 @@ def test_output_path_that_is_a_file_is_reported(tmp_path, capsys, fer_sample):
     assert events[-1]["event"] == "error" and "cannot write" in events[-1]["message"]
 
 
+def test_max_samples_is_an_upper_bound_and_keeps_every_class():
+    from app.core.datasets import Split
+    from app.core.training import _subsample
+
+    labels = np.repeat(np.arange(7), [3, 5, 40, 41, 13, 29, 27]).astype(np.int32)
+    split = Split(np.zeros((len(labels), 48, 48, 1), np.uint8), labels)
+    for wanted in (10, 37, 100, 157):
+        kept = _subsample(split, wanted, seed=5)
+        assert len(kept) <= wanted and len(kept) >= wanted - 7
+    assert set(_subsample(split, 100, seed=5).labels) == set(range(7))
+    assert len(_subsample(split, 1000, seed=5)) == len(labels)
+
+
 def test_list_archs_prints_parameter_counts(capsys):
     assert cli(["train", "--list-archs"]) == 0
     out = capsys.readouterr().out

@@ -113,6 +113,8 @@ def _subsample(split: Split, max_samples: int, seed: int) -> Split:
     if max_samples >= len(split):
         return split
     keep, _ = stratified_split(split.labels, 1 - max_samples / len(split), seed)
+    if len(keep) > max_samples:  # per-class rounding can overshoot by a few: "at most" means at most
+        keep = np.sort(np.random.default_rng(seed).choice(keep, max_samples, replace=False))
     return Split(split.images[keep], split.labels[keep])
 
 

@@ -101,7 +101,8 @@ def start_log_line(event: dict) -> str:
     return (f"Training {event.get('arch', '?')} on {event.get('train_samples', '?')} images "
             f"({event.get('val_samples', '?')} for validation), {len(event.get('labels') or [])} classes, "
             f"batch {event.get('batch_size', '?')}, {event.get('steps_per_epoch', '?')} steps per epoch"
-            + (f", resuming after epoch {initial}" if initial else "") + f" -> {event.get('out', '?')}")
+            + (f", resuming after epoch {initial}" if initial else "") + f" -> {event.get('out', '?')}"
+            + (f"; starting from {event['init_from']}" if event.get("init_from") else ""))
 
 
 def epoch_log_line(event: dict) -> str:
