@@ -234,3 +234,42 @@ def test_list_archs_prints_parameter_counts(capsys):
     assert cli(["train", "--list-archs"]) == 0
     out = capsys.readouterr().out
     assert "mini_xception" in out and "58,423" in out and "resnet50" in out
+
+
+def _l2_penalty(model) -> float:
+    """The summed regularisation loss of a model on its current weights."""
+    return float(sum(float(loss) for loss in model.losses))
+
+
+def test_l2_sets_the_kernel_penalty_of_the_architecture():
+    from app.core.architectures import build_model
+
+    reference = build_model("mini_xception")  # the reference's own L2 of 0.01
+    lighter = build_model("mini_xception", l2=0.001)
+    none = build_model("mini_xception", l2=0.0)
+    lighter.set_weights(reference.get_weights())
+    none.set_weights(reference.get_weights())
+    assert _l2_penalty(reference) > 0
+    assert _l2_penalty(lighter) == pytest.approx(_l2_penalty(reference) / 10, rel=1e-4)
+    assert _l2_penalty(none) == 0.0
+    assert _l2_penalty(build_model("vgg")) == 0.0 and _l2_penalty(build_model("vgg", l2=1e-4)) > 0
+    with pytest.raises(ValueError, match="does not apply to resnet50"):
+        build_model("resnet50", l2=0.01)
+    with pytest.raises(ValueError, match="0 or more"):
+        build_model("mini_xception", l2=-1.0)
+
+
+def test_l2_is_trained_with_and_recorded(tmp_path, capsys, fer_sample):
+    out = tmp_path / "out"
+    assert cli(["train", str(fer_sample), "--out", str(out), "--epochs", "1", "--max-samples", "64",
+                "--l2", "0.002", "--events", "jsonl"]) == 0
+    loaded = load_model(out / "best.h5")
+    assert loaded.spec.info["config"]["l2"] == 0.002
+    penalties = [layer.kernel_regularizer.get_config()["l2"] for layer in loaded.model.layers
+                 if getattr(layer, "kernel_regularizer", None) is not None]
+    assert len(penalties) == 2 and penalties == pytest.approx([0.002, 0.002])  # the two stem convolutions
+    # a penalty the architecture cannot take is refused before any data is read
+    capsys.readouterr()
+    assert cli(["train", str(fer_sample), "--out", str(tmp_path / "o2"), "--arch", "resnet50", "--l2", "0.01"]) == 1
+    err = capsys.readouterr().err
+    assert "--l2 does not apply to resnet50" in err and "Traceback" not in err

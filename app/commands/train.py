@@ -23,6 +23,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output folder for best.h5, last.keras, log.csv and the report")
     parser.add_argument("--list-archs", action="store_true", help="list the architectures with parameter counts")
     parser.add_argument("--arch", default="mini_xception", help="architecture (see --list-archs)")
+    parser.add_argument("--l2", type=float, default=None,
+                        help="L2 penalty on the kernels (default: the architecture's own, see --list-archs)")
     parser.add_argument("--input-size", type=int, default=48, help="square input side in pixels (default 48)")
     parser.add_argument("--color", action="store_true", help="3-channel RGB input instead of grey")
     parser.add_argument("--epochs", type=int, default=30)
@@ -60,10 +62,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _list_archs() -> int:
-    from app.core.architectures import ARCHITECTURES, build_model
+    from app.core.architectures import ARCHITECTURES, DEFAULT_L2, build_model
 
     for name in ARCHITECTURES:
-        print(f"{name:20s} {build_model(name).count_params():>12,d} parameters (48x48x1, 7 classes)")
+        l2 = f"L2 {DEFAULT_L2[name]:g}" if name in DEFAULT_L2 else "no --l2"
+        print(f"{name:20s} {build_model(name).count_params():>12,d} parameters (48x48x1, 7 classes), {l2}")
     return 0
 
 
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         if resume == "":
             resume = args.out
         config = TrainConfig(
-            data=args.data, out=args.out, arch=args.arch, input_size=(args.input_size, args.input_size),
+            data=args.data, out=args.out, arch=args.arch, l2=args.l2, input_size=(args.input_size, args.input_size),
             channels=3 if args.color else 1, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
             optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay, augment=args.augment,
             augment_strength=args.augment_strength, mixup=args.mixup, random_erasing=args.random_erasing,

@@ -7,6 +7,9 @@
   then three dense layers.
 - ``vgg``: a VGG-style net for 48x48 (four double-conv blocks), the larger, more accurate choice.
 - ``resnet50``: keras.applications.ResNet50 without pretrained weights, as the first reference tried.
+
+``l2`` (``fer-studio train --l2``) sets the L2 penalty on the convolution (and dense) kernels: mini_xception
+uses the reference's 0.01 by default, mini_xception_wide 0.001, simple_cnn and vgg none; resnet50 takes none.
 """
 
 from __future__ import annotations
@@ -48,26 +51,31 @@ def _mini_xception(input_shape: InputShape, num_classes: int, width: int = 1, l2
     return keras.Model(inputs, outputs, name=name)
 
 
-def mini_xception(input_shape: InputShape, num_classes: int) -> keras.Model:
-    return _mini_xception(input_shape, num_classes, width=1)
+def mini_xception(input_shape: InputShape, num_classes: int, l2: float = 0.01) -> keras.Model:
+    return _mini_xception(input_shape, num_classes, width=1, l2=l2)
 
 
-def mini_xception_wide(input_shape: InputShape, num_classes: int) -> keras.Model:
-    return _mini_xception(input_shape, num_classes, width=2, l2=0.001)
+def mini_xception_wide(input_shape: InputShape, num_classes: int, l2: float = 0.001) -> keras.Model:
+    return _mini_xception(input_shape, num_classes, width=2, l2=l2)
 
 
-def simple_cnn(input_shape: InputShape, num_classes: int) -> keras.Model:
+def _kernel_l2(l2: float) -> regularizers.Regularizer | None:
+    return regularizers.l2(l2) if l2 > 0 else None
+
+
+def simple_cnn(input_shape: InputShape, num_classes: int, l2: float = 0.0) -> keras.Model:
+    reg = _kernel_l2(l2)
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     for filters in (64, 128, 256):
-        x = layers.Conv2D(filters, 5, padding="same", use_bias=False)(x)
+        x = layers.Conv2D(filters, 5, padding="same", use_bias=False, kernel_regularizer=reg)(x)
         x = layers.BatchNormalization()(x)
         x = layers.Activation("relu")(x)
         x = layers.MaxPooling2D(2)(x)
         x = layers.Dropout(0.25)(x)
     x = layers.Flatten()(x)
     for units in (256, 128):
-        x = layers.Dense(units, use_bias=False)(x)
+        x = layers.Dense(units, use_bias=False, kernel_regularizer=reg)(x)
         x = layers.BatchNormalization()(x)
         x = layers.Activation("relu")(x)
         x = layers.Dropout(0.4)(x)
@@ -75,18 +83,19 @@ def simple_cnn(input_shape: InputShape, num_classes: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="simple_cnn")
 
 
-def vgg(input_shape: InputShape, num_classes: int) -> keras.Model:
+def vgg(input_shape: InputShape, num_classes: int, l2: float = 0.0) -> keras.Model:
+    reg = _kernel_l2(l2)
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     for filters, dropout in ((64, 0.2), (128, 0.25), (256, 0.3), (512, 0.35)):
         for _ in range(2):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg)(x)
             x = layers.BatchNormalization()(x)
             x = layers.Activation("relu")(x)
         x = layers.MaxPooling2D(2)(x)
         x = layers.Dropout(dropout)(x)
     x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dense(512, use_bias=False)(x)
+    x = layers.Dense(512, use_bias=False, kernel_regularizer=reg)(x)
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)
     x = layers.Dropout(0.5)(x)
@@ -101,7 +110,7 @@ def resnet50(input_shape: InputShape, num_classes: int) -> keras.Model:
                                        classifier_activation="softmax", name="resnet50")
 
 
-ARCHITECTURES: dict[str, Callable[[InputShape, int], keras.Model]] = {
+ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "mini_xception": mini_xception,
     "mini_xception_wide": mini_xception_wide,
     "simple_cnn": simple_cnn,
@@ -110,10 +119,31 @@ ARCHITECTURES: dict[str, Callable[[InputShape, int], keras.Model]] = {
 }
 
 
-def build_model(arch: str, input_shape: InputShape = (48, 48, 1), num_classes: int = 7) -> keras.Model:
-    """Build an untrained model by name; raises ValueError for an unknown name."""
+# The L2 penalty each architecture uses unless told otherwise; resnet50 (keras.applications) takes none.
+DEFAULT_L2: dict[str, float] = {"mini_xception": 0.01, "mini_xception_wide": 0.001, "simple_cnn": 0.0, "vgg": 0.0}
+
+
+def build_model(arch: str, input_shape: InputShape = (48, 48, 1), num_classes: int = 7,
+                l2: float | None = None) -> keras.Model:
+    """Build an untrained model by name; ``l2`` None keeps the architecture's own penalty (DEFAULT_L2).
+
+    Raises ValueError for an unknown name, a negative ``l2``, or an ``l2`` for an architecture without one.
+    """
     try:
         factory = ARCHITECTURES[arch]
     except KeyError:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}") from None
-    return factory(tuple(input_shape), int(num_classes))  # type: ignore[arg-type]
+    if l2 is None:
+        return factory(tuple(input_shape), int(num_classes))
+    check_l2(arch, l2)
+    return factory(tuple(input_shape), int(num_classes), l2=float(l2))
+
+
+def check_l2(arch: str, l2: float | None) -> None:
+    """Raise ValueError when ``l2`` cannot be used with ``arch`` (None always can)."""
+    if l2 is None:
+        return
+    if arch not in DEFAULT_L2:
+        raise ValueError(f"--l2 does not apply to {arch}; it applies to {', '.join(DEFAULT_L2)}")
+    if not l2 >= 0:
+        raise ValueError(f"--l2 must be 0 or more, not {l2}")

@@ -39,6 +39,7 @@ class TrainConfig:
     data: str
     out: str
     arch: str = "mini_xception"
+    l2: float | None = None  # L2 penalty on the kernels; None: the architecture's own (architectures.DEFAULT_L2)
     input_size: tuple[int, int] = (48, 48)
     channels: int = 1
     normalization: str = "minus1_1"
@@ -158,7 +159,7 @@ def _build_training_model(config: TrainConfig, num_classes: int, steps: int) -> 
     from app.core.training_data import build_augmenter
 
     shape = (*config.input_size, config.channels)
-    base = build_model(config.arch, shape, num_classes)
+    base = build_model(config.arch, shape, num_classes, l2=config.l2)
     inputs = keras.Input(shape=shape, name="image")
     x = build_augmenter(config.augment_strength, config.random_erasing, config.seed)(inputs) if config.augment else inputs
     model = keras.Model(inputs, base(x), name="trainer")
@@ -187,6 +188,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     """Run one training; returns where the best model is. Raises FerStudioError for bad input."""
     import keras
 
+    from app.core.architectures import check_l2
     from app.core.training_callbacks import CheckpointCallback, ProgressCallback
     from app.core.training_data import balanced_class_weights, eval_arrays, even_batch_size, train_stream
 
@@ -196,6 +198,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     check_output_folder(out, resume=bool(config.resume))
     if config.optimizer not in OPTIMIZERS or config.schedule not in SCHEDULES:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, schedule one of {SCHEDULES}")
+    check_l2(config.arch, config.l2)
     if config.resume and config.init_from:
         raise ValueError("--resume continues a run with its own weights; it cannot be combined with --init-from")
     source = _load_init_source(Path(config.init_from), config) if config.init_from else None
