@@ -23,7 +23,7 @@ def test_default_model_is_bundled_with_its_card():
 
 
 def test_default_model_is_trained(fer_sample):
-    # 42 real PrivateTest rows, 6 per class: chance is 1/7 (14%); the card reports ~60% on the full split.
+    # 42 real PrivateTest rows, 6 per class: chance is 1/7 (14%); the card reports 63% on the full split.
     loaded = load_model(default_model_path())
     x, y, _ = load_split(fer_sample, "PrivateTest", loaded.spec.input_size, loaded.spec.channels)
     assert evaluate_model(loaded, x, y).accuracy >= 0.4
