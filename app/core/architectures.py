@@ -21,8 +21,11 @@ from keras import layers, regularizers
 
 InputShape = tuple[int, int, int]
 
+# The L2 penalty each architecture uses unless told otherwise; resnet50 (keras.applications) takes none.
+DEFAULT_L2: dict[str, float] = {"mini_xception": 0.01, "mini_xception_wide": 0.001, "simple_cnn": 0.0, "vgg": 0.0}
 
-def _mini_xception(input_shape: InputShape, num_classes: int, width: int = 1, l2: float = 0.01) -> keras.Model:
+
+def _mini_xception(input_shape: InputShape, num_classes: int, width: int, l2: float) -> keras.Model:
     reg = regularizers.l2(l2)
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Conv2D(8 * width, 3, use_bias=False, kernel_regularizer=reg)(inputs)
@@ -51,11 +54,12 @@ def _mini_xception(input_shape: InputShape, num_classes: int, width: int = 1, l2
     return keras.Model(inputs, outputs, name=name)
 
 
-def mini_xception(input_shape: InputShape, num_classes: int, l2: float = 0.01) -> keras.Model:
+def mini_xception(input_shape: InputShape, num_classes: int, l2: float = DEFAULT_L2["mini_xception"]) -> keras.Model:
     return _mini_xception(input_shape, num_classes, width=1, l2=l2)
 
 
-def mini_xception_wide(input_shape: InputShape, num_classes: int, l2: float = 0.001) -> keras.Model:
+def mini_xception_wide(input_shape: InputShape, num_classes: int,
+                       l2: float = DEFAULT_L2["mini_xception_wide"]) -> keras.Model:
     return _mini_xception(input_shape, num_classes, width=2, l2=l2)
 
 
@@ -63,7 +67,7 @@ def _kernel_l2(l2: float) -> regularizers.Regularizer | None:
     return regularizers.l2(l2) if l2 > 0 else None
 
 
-def simple_cnn(input_shape: InputShape, num_classes: int, l2: float = 0.0) -> keras.Model:
+def simple_cnn(input_shape: InputShape, num_classes: int, l2: float = DEFAULT_L2["simple_cnn"]) -> keras.Model:
     reg = _kernel_l2(l2)
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
@@ -83,7 +87,7 @@ def simple_cnn(input_shape: InputShape, num_classes: int, l2: float = 0.0) -> ke
     return keras.Model(inputs, outputs, name="simple_cnn")
 
 
-def vgg(input_shape: InputShape, num_classes: int, l2: float = 0.0) -> keras.Model:
+def vgg(input_shape: InputShape, num_classes: int, l2: float = DEFAULT_L2["vgg"]) -> keras.Model:
     reg = _kernel_l2(l2)
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
@@ -117,10 +121,6 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "vgg": vgg,
     "resnet50": resnet50,
 }
-
-
-# The L2 penalty each architecture uses unless told otherwise; resnet50 (keras.applications) takes none.
-DEFAULT_L2: dict[str, float] = {"mini_xception": 0.01, "mini_xception_wide": 0.001, "simple_cnn": 0.0, "vgg": 0.0}
 
 
 def build_model(arch: str, input_shape: InputShape = (48, 48, 1), num_classes: int = 7,
