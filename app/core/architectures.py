@@ -25,8 +25,12 @@ InputShape = tuple[int, int, int]
 DEFAULT_L2: dict[str, float] = {"mini_xception": 0.01, "mini_xception_wide": 0.001, "simple_cnn": 0.0, "vgg": 0.0}
 
 
+def _kernel_l2(l2: float) -> regularizers.Regularizer | None:
+    return regularizers.l2(l2) if l2 > 0 else None
+
+
 def _mini_xception(input_shape: InputShape, num_classes: int, width: int, l2: float) -> keras.Model:
-    reg = regularizers.l2(l2)
+    reg = _kernel_l2(l2)
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Conv2D(8 * width, 3, use_bias=False, kernel_regularizer=reg)(inputs)
     x = layers.BatchNormalization()(x)
@@ -61,10 +65,6 @@ def mini_xception(input_shape: InputShape, num_classes: int, l2: float = DEFAULT
 def mini_xception_wide(input_shape: InputShape, num_classes: int,
                        l2: float = DEFAULT_L2["mini_xception_wide"]) -> keras.Model:
     return _mini_xception(input_shape, num_classes, width=2, l2=l2)
-
-
-def _kernel_l2(l2: float) -> regularizers.Regularizer | None:
-    return regularizers.l2(l2) if l2 > 0 else None
 
 
 def simple_cnn(input_shape: InputShape, num_classes: int, l2: float = DEFAULT_L2["simple_cnn"]) -> keras.Model:
@@ -133,10 +133,9 @@ def build_model(arch: str, input_shape: InputShape = (48, 48, 1), num_classes: i
         factory = ARCHITECTURES[arch]
     except KeyError:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}") from None
-    if l2 is None:
-        return factory(tuple(input_shape), int(num_classes))
     check_l2(arch, l2)
-    return factory(tuple(input_shape), int(num_classes), l2=float(l2))
+    options = {} if l2 is None else {"l2": float(l2)}
+    return factory(tuple(input_shape), int(num_classes), **options)
 
 
 def check_l2(arch: str, l2: float | None) -> None:
