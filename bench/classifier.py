@@ -29,10 +29,10 @@ def _model(path: str | None):  # type: ignore[no-untyped-def]
     if chosen is not None:
         return load_model(chosen), str(chosen)
     try:
-        from app.core.architectures import build_model
+        from app.core.training.architectures import build_model
 
         model = build_model("mini_xception", (64, 64, 1), 7)
-        what = "untrained mini_xception (app.core.architectures), 64x64x1"
+        what = "untrained mini_xception (app.core.training.architectures), 64x64x1"
     except ImportError:
         import keras
 
@@ -72,7 +72,7 @@ def main() -> int:
 
     import tensorflow as tf
 
-    from app.core.classifier import EmotionClassifier, set_inference_threads
+    from app.core.recognition.classifier import EmotionClassifier, set_inference_threads
 
     if args.threads:
         set_inference_threads(args.threads)

@@ -70,7 +70,7 @@ def main() -> int:
     warnings.simplefilter("ignore", DeprecationWarning)
     warnings.simplefilter("ignore", UserWarning)  # face_recognition_models' pkg_resources notice
 
-    from app.core.detection import (
+    from app.core.recognition.detection import (
         DEFAULT_DETECTOR,
         VIDEO_OPTIONS,
         create_detector,

@@ -55,7 +55,7 @@ def rss_mb() -> float:
 
 def stand_in_model(folder: Path) -> Path:
     """An untrained mini_XCEPTION (64x64 grey, 7 classes) saved with metadata: the cost of the real thing."""
-    from app.core.architectures import build_model
+    from app.core.training.architectures import build_model
     from app.core.labels import FER2013_LABELS
     from app.core.model_io import ModelSpec, save_model
 
@@ -70,10 +70,10 @@ def run_detector(video: Path, model: Path, detector: str, frames: int, warmup: i
                  tta: bool, video_size: int) -> dict[str, Any]:
     import cv2
 
-    from app.core.detection import create_detector
-    from app.core.pipeline import build_pipeline
+    from app.core.recognition.detection import create_detector
+    from app.core.recognition.pipeline import build_pipeline
     from app.core.sources import SourceSpec, VideoSource
-    from app.core.tracking import FaceTracker
+    from app.core.recognition.tracking import FaceTracker
 
     # As the camera worker does: live frames are searched on a copy ``video_size`` wide (0: detector default).
     options = {"max_side": video_size} if video_size else {}
@@ -153,13 +153,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="TensorFlow threads per op (default 1, as the app's camera worker; 0: TF's choice)")
     args = parser.parse_args(argv)
     if args.threads:
-        from app.core.classifier import set_inference_threads
+        from app.core.recognition.classifier import set_inference_threads
 
         set_inference_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     rss_start = rss_mb()
-    from app.core.detection import detector_available
+    from app.core.recognition.detection import detector_available
     from app.core.model_io import default_model_path
 
     if not args.video.is_file():

@@ -1,11 +1,11 @@
 """Training throughput (images/s): our input pipeline vs the reference posts' ImageDataGenerator.
 
-Both sides train the same mini_XCEPTION (app.core.architectures) on the same real FER2013 Training rows,
+Both sides train the same mini_XCEPTION (app.core.training.architectures) on the same real FER2013 Training rows,
 with the same batch size, the same number of steps and the same augmentation (horizontal flip, rotation,
-shift, zoom: the factors and fill mode are read from app.core.training_data.build_augmenter, so the two
+shift, zoom: the factors and fill mode are read from app.core.training.data.build_augmenter, so the two
 sides stay equal when it changes):
 
-- ours, exactly as ``fer-studio train`` composes it: ``app.core.training_data.train_stream`` (tf.data:
+- ours, exactly as ``fer-studio train`` composes it: ``app.core.training.data.train_stream`` (tf.data:
   index shuffle -> full even batches -> gather + normalise on whole batches, num_parallel_calls, prefetch)
   feeding a model whose first block is ``build_augmenter()`` (Keras preprocessing layers, on batches).
 - reference: ``tf_keras.preprocessing.image.ImageDataGenerator(...).flow(x, y, batch_size)`` feeding
@@ -20,7 +20,7 @@ and ``scipy`` (ImageDataGenerator's rotations/shifts/zooms use scipy.ndimage). W
 side is measured and a message says what to install.
 
 Any Keras backend: with ``KERAS_BACKEND=jax`` (a GPU machine without TensorFlow) "ours" is what
-``fer-studio train`` runs on that backend (app.core.training_data.NumpyBatches feeding the same model, the
+``fer-studio train`` runs on that backend (app.core.training.data.NumpyBatches feeding the same model, the
 augmentation compiled into the training step) and the reference is the copy of ImageDataGenerator that
 Keras 3 itself still ships (``keras.src.legacy.preprocessing.image``, the same code as tf_keras's), so the
 comparison runs where the model step is fast enough for the input pipeline to matter. It needs the keras,
@@ -78,7 +78,7 @@ def compile_model(model):
 
 
 def bare_model():
-    from app.core.architectures import build_model
+    from app.core.training.architectures import build_model
 
     return compile_model(build_model("mini_xception", (48, 48, 1), 7))
 
@@ -87,8 +87,8 @@ def our_model():
     """Augmentation layers + mini_XCEPTION, composed as app.core.training builds its training model."""
     import keras
 
-    from app.core.architectures import build_model
-    from app.core.training_data import build_augmenter
+    from app.core.training.architectures import build_model
+    from app.core.training.data import build_augmenter
 
     inputs = keras.Input((48, 48, 1), name="image")
     x = build_augmenter(seed=0)(inputs)
@@ -96,16 +96,16 @@ def our_model():
 
 
 def our_dataset(x: np.ndarray, y: np.ndarray, batch_size: int):
-    from app.core.training_data import train_stream
+    from app.core.training.data import train_stream
 
     dataset, _ = train_stream(x, y, 7, batch_size, "minus1_1", seed=0)
     kind = "tf.data" if hasattr(dataset, "map") else type(dataset).__name__
-    return dataset, f"app.core.training_data.train_stream ({kind}) + build_augmenter layers in the model"
+    return dataset, f"app.core.training.data.train_stream ({kind}) + build_augmenter layers in the model"
 
 
 def augmentation_settings() -> dict[str, object]:
     """ImageDataGenerator arguments equal to build_augmenter()'s layers."""
-    from app.core.training_data import build_augmenter
+    from app.core.training.data import build_augmenter
 
     settings: dict[str, object] = {}
     for layer in build_augmenter().layers:
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     ours, ours_name = our_dataset(x, y, args.batch_size)
     ref, ref_name = reference_iterator(x, y, args.batch_size)
 
-    from app.core.training_data import build_augmenter
+    from app.core.training.data import build_augmenter
 
     augment = build_augmenter(seed=0)  # in training it runs inside the model; here alone, on the same batches
     if hasattr(ours, "map"):  # tf.data: augmentation mapped in parallel, as it runs in the training step

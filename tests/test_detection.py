@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.core.detection import (
+from app.core.recognition.detection import (
     DEFAULT_DETECTOR,
     VIDEO_OPTIONS,
     Detection,
@@ -130,7 +130,7 @@ def test_dlib_detectors(data_dir: Path, name: str) -> None:
 
 def test_landmarks_for_a_haar_box(default_detector, data_dir: Path) -> None:
     _needs_dlib()
-    from app.core.detection import find_landmarks
+    from app.core.recognition.detection import find_landmarks
 
     image = read_image(data_dir / "two_people.jpg")
     detections = find_landmarks(image, default_detector.detect(image))
@@ -180,7 +180,7 @@ def test_align_huge_face_and_out_of_image_box() -> None:
 
 def test_align_real_face_with_landmarks(default_detector, data_dir: Path) -> None:
     _needs_dlib()
-    from app.core.detection import find_landmarks
+    from app.core.recognition.detection import find_landmarks
 
     image = read_image(data_dir / "justin.jpg")
     (det,) = default_detector.detect(image)

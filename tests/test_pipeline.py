@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from app.core import model_io
-from app.core.detection import Detection, create_detector
+from app.core.recognition.detection import Detection, create_detector
 from app.core.errors import ModelLoadError
 from app.core.images import read_image
 from app.core.labels import FER2013_LABELS
-from app.core.pipeline import Face, FrameResult, Pipeline, build_pipeline
+from app.core.recognition.pipeline import Face, FrameResult, Pipeline, build_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_labels_and_normalisation_override(tiny_model_path: Path, data_dir: Path
 
 def test_no_model_and_no_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(model_io, "default_model_path", lambda: None)
-    import app.core.pipeline as pipeline_module
+    import app.core.recognition.pipeline as pipeline_module
 
     monkeypatch.setattr(pipeline_module, "default_model_path", lambda: None)
     with pytest.raises(ModelLoadError, match="no model given"):
@@ -98,7 +98,7 @@ def test_align_adds_landmarks(tiny_model_path: Path, data_dir: Path) -> None:
 
 
 def test_annotate_draws_on_a_copy(pipeline: Pipeline, data_dir: Path) -> None:
-    from app.core.annotate import draw_faces
+    from app.core.recognition.annotate import draw_faces
     from app.core.labels import colour_for
 
     image = read_image(data_dir / "two_people.jpg")
@@ -114,7 +114,7 @@ def test_annotate_draws_on_a_copy(pipeline: Pipeline, data_dir: Path) -> None:
 
 
 def test_missing_dlib_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tiny_model_path: Path) -> None:
-    from app.core import detection
+    from app.core.recognition import detection
     from app.core.errors import DetectorError
 
     def missing():  # type: ignore[no-untyped-def]

@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from app.core.tracking import FaceTracker, iou
+from app.core.recognition.tracking import FaceTracker, iou
 
 LABELS = ("angry", "happy", "neutral")
 
 
 @dataclass
 class FakeFace:
-    """Same fields as app.core.pipeline.Face; the tracker only relies on these."""
+    """Same fields as app.core.recognition.pipeline.Face; the tracker only relies on these."""
 
     box: tuple[int, int, int, int]
     label: str = ""

@@ -18,7 +18,7 @@ from app.cli import main as cli
 from app.core.datasets import load_fer2013
 from app.core.labels import FER2013_LABELS
 from app.core.model_io import load_model, read_spec
-from app.core.training_data import balanced_class_weights, even_batch_size, train_stream
+from app.core.training.data import balanced_class_weights, even_batch_size, train_stream
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,7 +132,7 @@ def test_distribute_on_two_logical_cpus(tmp_path, fer_sample):
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from app.core.training import TrainConfig, train
+from app.core.training.engine import TrainConfig, train
 result = train(TrainConfig(data={str(fer_sample)!r}, out={str(tmp_path / 'out')!r}, epochs=1, batch_size=30,
                            max_samples=64, distribute=True))
 print("BEST", result.best_model)
@@ -219,7 +219,7 @@ def test_output_path_that_is_a_file_is_reported(tmp_path, capsys, fer_sample):
 
 def test_max_samples_is_an_upper_bound_and_keeps_every_class():
     from app.core.datasets import Split
-    from app.core.training import _subsample
+    from app.core.training.engine import _subsample
 
     labels = np.repeat(np.arange(7), [3, 5, 40, 41, 13, 29, 27]).astype(np.int32)
     split = Split(np.zeros((len(labels), 48, 48, 1), np.uint8), labels)
@@ -242,7 +242,7 @@ def _l2_penalty(model) -> float:
 
 
 def test_l2_sets_the_kernel_penalty_of_the_architecture():
-    from app.core.architectures import build_model
+    from app.core.training.architectures import build_model
 
     reference = build_model("mini_xception")  # the reference's own L2 of 0.01
     lighter = build_model("mini_xception", l2=0.001)

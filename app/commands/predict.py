@@ -26,7 +26,7 @@ _WRITABLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from app.core.detection import DEFAULT_DETECTOR, DETECTORS
+    from app.core.recognition.detection import DEFAULT_DETECTOR, DETECTORS
     from app.core.model_io import NORMALISATIONS
 
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
@@ -47,7 +47,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from app.core.images import list_images
     from app.core.model_io import default_model_path
-    from app.core.pipeline import build_pipeline
+    from app.core.recognition.pipeline import build_pipeline
 
     model = args.model or default_model_path()
     if model is None:
@@ -102,7 +102,7 @@ def _predict_one(pipeline: Any, file: Path, out_dir: Path | None, inputs: set[st
     } for face in result.faces]
     record: dict[str, Any] = {"faces": faces}
     if out_dir is not None:
-        from app.core.annotate import draw_faces
+        from app.core.recognition.annotate import draw_faces
 
         target = _unique_target(out_dir, file, inputs, used_names)
         _write_image_atomic(target, draw_faces(image, result.faces))

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from app.core.training import OPTIMIZERS, SCHEDULES
+    from app.core.training.engine import OPTIMIZERS, SCHEDULES
 
     parser.add_argument("data", nargs="?", help="FER2013 .csv/.csv.gz, or a folder with one sub-folder per class")
     parser.add_argument("--out", help="output folder for best.h5, last.keras, log.csv and the report")
@@ -62,7 +62,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _list_archs() -> int:
-    from app.core.architectures import ARCHITECTURES, DEFAULT_L2, build_model
+    from app.core.training.architectures import ARCHITECTURES, DEFAULT_L2, build_model
 
     for name in ARCHITECTURES:
         l2 = f"L2 {DEFAULT_L2[name]:g}" if name in DEFAULT_L2 else "no --l2"
@@ -73,8 +73,8 @@ def _list_archs() -> int:
 def run(args: argparse.Namespace) -> int:
     if args.list_archs:
         return _list_archs()
-    from app.core.training import StopFlag, TrainConfig, train
-    from app.core.training_events import ConsoleSink, JsonLinesSink as Sink
+    from app.core.training.engine import StopFlag, TrainConfig, train
+    from app.core.training.events import ConsoleSink, JsonLinesSink as Sink
 
     sink = Sink(sys.stdout) if args.events == "jsonl" else ConsoleSink(sys.stdout)
     try:
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             distill_from=args.distill_from, distill_weight=args.distill_weight,
             distribute=args.distribute,
             extra={"command": " ".join(["fer-studio", *sys.argv[1:]])})
-        from app.core.architectures import ARCHITECTURES
+        from app.core.training.architectures import ARCHITECTURES
 
         if config.arch not in ARCHITECTURES:
             raise FerStudioError(f"unknown architecture {config.arch!r}; choose one of {', '.join(ARCHITECTURES)}")

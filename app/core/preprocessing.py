@@ -144,7 +144,7 @@ def preprocess_folder(
     unknown detector) and DatasetError when no photo had a face; per-photo problems are collected in the
     result instead. ``progress(done, total, photo)`` is called after each photo.
     """
-    from app.core.detection import align_face, create_detector
+    from app.core.recognition.detection import align_face, create_detector
     from app.core.images import read_image
 
     raw, out = Path(raw_dir), Path(out_dir)

@@ -42,7 +42,7 @@ DETECTORS: tuple[tuple[str, str], ...] = (
 
 def _default_detector() -> str:
     try:
-        from app.core.detection import DEFAULT_DETECTOR
+        from app.core.recognition.detection import DEFAULT_DETECTOR
 
         return str(DEFAULT_DETECTOR)
     except ImportError:
@@ -99,7 +99,7 @@ class MainWindow(ModelMixin, PhotoMixin, OutputMixin, QMainWindow):
 
     def _fill_detectors(self) -> None:
         try:
-            from app.core.detection import detector_available
+            from app.core.recognition.detection import detector_available
         except ImportError:
             detector_available = None  # type: ignore[assignment]
         model = self.detector_combo.model()

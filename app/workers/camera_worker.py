@@ -27,7 +27,7 @@ from PyQt5.QtCore import QThread, pyqtSignal
 
 from app.core.errors import FerStudioError, SourceError, UnsafeModelError
 from app.core.sources import EndOfStream, SourceLost, SourceSpec, VideoSource
-from app.core.tracking import FaceTracker
+from app.core.recognition.tracking import FaceTracker
 from app.workers.frame_box import FrameBox
 from app.workers.recognition import DEFAULT_VIDEO_SIZE, Recognizer
 
@@ -39,7 +39,7 @@ class FramePacket:
     """One processed frame (or photo) on its way to the GUI."""
 
     image: np.ndarray  # BGR uint8, owned by the packet
-    faces: list[Any]  # app.core.pipeline.Face, with track ids for video
+    faces: list[Any]  # app.core.recognition.pipeline.Face, with track ids for video
     timings: dict[str, float]  # ms per stage: capture, detect, align, classify, track, total; and "fps"
     frame_index: int = 0
     time_s: float = 0.0  # seconds since the source started

@@ -47,7 +47,7 @@ class Recognizer:
 
     def __init__(self, detector: str | None = None, *, align: bool = False, tta: bool = False,
                  video_size: int = DEFAULT_VIDEO_SIZE) -> None:
-        from app.core.detection import DEFAULT_DETECTOR
+        from app.core.recognition.detection import DEFAULT_DETECTOR
 
         self.detector_name = detector or DEFAULT_DETECTOR
         self.align = align
@@ -71,7 +71,7 @@ class Recognizer:
 
     def load(self, path: str, trust: bool = False) -> ModelInfo:
         """Load and warm up a model; raises ModelLoadError and leaves the old one in place on failure."""
-        from app.core.classifier import EmotionClassifier, set_inference_threads
+        from app.core.recognition.classifier import EmotionClassifier, set_inference_threads
         from app.core.model_io import load_model
 
         start = time.perf_counter()
@@ -121,7 +121,7 @@ class Recognizer:
         self._rebuild()
 
     def _create_detector(self, name: str, video: bool, size: int | None = None) -> Any:
-        from app.core.detection import create_detector
+        from app.core.recognition.detection import create_detector
 
         size = self.video_size if size is None else size
         if video and size:
@@ -134,7 +134,7 @@ class Recognizer:
         if align is not None:
             self.align = align
         if tta is not None and tta != self.tta and self._loaded is not None:
-            from app.core.classifier import EmotionClassifier
+            from app.core.recognition.classifier import EmotionClassifier
 
             classifier = EmotionClassifier(self._loaded, tta=tta)
             self._warm_up(classifier, self._loaded)
@@ -154,11 +154,11 @@ class Recognizer:
     # ----------------------------------------------------------------------------------- running
 
     def process(self, image: np.ndarray, video: bool = False) -> tuple[list[Any], dict[str, float]]:
-        """Faces (app.core.pipeline.Face) and per-stage timings in ms for one BGR image.
+        """Faces (app.core.recognition.pipeline.Face) and per-stage timings in ms for one BGR image.
 
         ``video``: a live frame, searched at ``video_size``; photos use the detector's full size.
         """
-        from app.core.pipeline import Face, Pipeline
+        from app.core.recognition.pipeline import Face, Pipeline
 
         detector = self._ensure_detector(video)
         if self._classifier is not None:
@@ -178,7 +178,7 @@ class Recognizer:
     def annotate(self, image: np.ndarray, faces: Sequence[Any]) -> np.ndarray:
         """The frame drawn as the CLI draws it (for the recorded video)."""
         try:
-            from app.core.annotate import annotate_image
+            from app.core.recognition.annotate import annotate_image
         except ImportError:  # the CLI's drawing module is missing in this build: plain boxes and labels
             return _draw_plain(image, faces)
         return annotate_image(image, faces)

@@ -17,7 +17,7 @@ import numpy as np
 from app.core.labels import colour_for
 
 if TYPE_CHECKING:
-    from app.core.pipeline import Face
+    from app.core.recognition.pipeline import Face
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.core.classifier import EmotionClassifier
-from app.core.detection import (
+from app.core.recognition.classifier import EmotionClassifier
+from app.core.recognition.detection import (
     DEFAULT_DETECTOR,
     Detection,
     FaceDetector,

@@ -5,7 +5,7 @@ moving average so the label (the argmax of the smoothed probabilities) does not 
 frame. A track that is not matched for ``max_missed`` frames expires; its id is never reused.
 
 The tracker works on any dataclass with ``box`` (x, y, w, h), ``probabilities`` (label -> probability),
-``label``, ``score`` and ``track_id`` fields, such as :class:`app.core.pipeline.Face`, and returns copies
+``label``, ``score`` and ``track_id`` fields, such as :class:`app.core.recognition.pipeline.Face`, and returns copies
 made with :func:`dataclasses.replace`, so the pipeline's own results are never changed in place.
 """
 

@@ -11,7 +11,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from app.core.training_events import EventSink
+from app.core.training.events import EventSink
 
 logger = logging.getLogger(__name__)
 

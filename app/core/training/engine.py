@@ -23,7 +23,7 @@ import numpy as np
 from app.core.datasets import Dataset, Split, load_dataset, stratified_split
 from app.core.errors import DatasetError, OutputError
 from app.core.model_io import ModelSpec, read_spec, save_model
-from app.core.training_events import EventSink
+from app.core.training.events import EventSink
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +155,8 @@ def _build_training_model(config: TrainConfig, num_classes: int, steps: int) -> 
     """(training model = augmentation + architecture, compiled; the bare architecture)."""
     import keras
 
-    from app.core.architectures import build_model
-    from app.core.training_data import build_augmenter
+    from app.core.training.architectures import build_model
+    from app.core.training.data import build_augmenter
 
     shape = (*config.input_size, config.channels)
     base = build_model(config.arch, shape, num_classes, l2=config.l2)
@@ -188,9 +188,9 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     """Run one training; returns where the best model is. Raises FerStudioError for bad input."""
     import keras
 
-    from app.core.architectures import check_l2
-    from app.core.training_callbacks import CheckpointCallback, ProgressCallback
-    from app.core.training_data import balanced_class_weights, eval_arrays, even_batch_size, train_stream
+    from app.core.training.architectures import check_l2
+    from app.core.training.callbacks import CheckpointCallback, ProgressCallback
+    from app.core.training.data import balanced_class_weights, eval_arrays, even_batch_size, train_stream
 
     sink = sink or EventSink()
     stop = stop or StopFlag()
@@ -221,7 +221,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     weights = balanced_class_weights(train_split.labels, num_classes) if config.class_weights else None
     targets = None
     if teacher is not None:
-        from app.core.distillation import distillation_targets
+        from app.core.training.distillation import distillation_targets
 
         sink.emit("distilling", teacher=teacher.path, samples=len(train_split))
         targets = distillation_targets(teacher, train_split.images, train_split.labels, data.labels,
@@ -242,7 +242,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
         model, base = _build_training_model(config, num_classes, steps)
     transfer = None
     if source is not None:
-        from app.core.weight_transfer import transfer_weights
+        from app.core.training.weight_transfer import transfer_weights
 
         transfer = transfer_weights(source.model, source.spec.labels, base, data.labels, Path(config.init_from))
         logger.info("%s", transfer.describe())
@@ -302,10 +302,10 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
 
 def _load_init_source(path: Path, config: TrainConfig) -> Any:
     """The model --init-from names, loaded safely and checked against --arch before any data is read."""
-    from app.core.architectures import build_model
+    from app.core.training.architectures import build_model
     from app.core.errors import ModelLoadError
     from app.core.model_io import load_model
-    from app.core.weight_transfer import transfer_weights
+    from app.core.training.weight_transfer import transfer_weights
 
     source = load_model(path)
     trial = build_model(config.arch, (*config.input_size, config.channels), len(source.spec.labels))
