@@ -345,8 +345,10 @@ def read_spec(path: str | os.PathLike[str]) -> ModelSpec | None:
 
 
 def bundled_models_dir() -> Path:
-    """The repository's models/ folder (next to app/)."""
-    return Path(__file__).resolve().parents[2] / "models"
+    """The bundled models/ folder: the checkout's (next to app/), or the installed package's copy."""
+    from app.core.package_data import bundled_dir
+
+    return bundled_dir("models")
 
 
 def bundled_models() -> list[Path]:
