@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from app.core.errors import SourceError
+from app.core.package_data import bundled_file
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ STREAM_SCHEMES: tuple[str, ...] = ("rtsp", "rtsps", "rtmp", "http", "https", "ud
 #: Seconds to wait before each reconnection attempt; the last value repeats.
 DEFAULT_BACKOFF: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
 #: Where the repository's demo clip lives.
-DEMO_CLIP = Path(__file__).resolve().parents[2] / "resources" / "demo_clip.mp4"
+DEMO_CLIP = bundled_file("resources", "demo_clip.mp4")
 
 
 class SourceKind(str, enum.Enum):
