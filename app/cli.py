@@ -1,4 +1,4 @@
-"""The ``fer-studio`` command line: predict | train | evaluate | preprocess | export | gui.
+"""The ``fer-studio`` command line: predict | analyze | train | evaluate | preprocess | export | gui.
 
 Each sub-command lives in ``app/commands/<name>.py`` with ``add_parser(subparsers)`` and ``run(args) -> int``.
 They are imported only when chosen, so ``fer-studio predict`` does not pay for the GUI, and vice versa.
@@ -18,6 +18,7 @@ from app.core.errors import FerStudioError
 
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("predict", "label every face in photos"),
+    ("analyze", "every face in every frame of video files -> CSV, summary and report"),
     ("train", "train a model on FER2013 or a folder-per-class data set"),
     ("evaluate", "score a model on a data set split"),
     ("preprocess", "crop the faces of raw photos into a folder-per-class data set"),
