@@ -17,48 +17,95 @@ logger = logging.getLogger(__name__)
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
+    """Options default to None here; TrainConfig holds the defaults, and a --resume keeps the run's own
+    config.json for every option not given again."""
     from app.core.training.engine import OPTIMIZERS, SCHEDULES
+    from app.core.training.fast_layers import PRECISIONS
 
+    flag = {"action": "store_const", "const": True, "default": None}
     parser.add_argument("data", nargs="?", help="FER2013 .csv/.csv.gz, or a folder with one sub-folder per class")
     parser.add_argument("--out", help="output folder for best.h5, last.keras, log.csv and the report")
     parser.add_argument("--list-archs", action="store_true", help="list the architectures with parameter counts")
-    parser.add_argument("--arch", default="mini_xception", help="architecture (see --list-archs)")
-    parser.add_argument("--l2", type=float, default=None,
-                        help="L2 penalty on the kernels (default: the architecture's own, see --list-archs)")
-    parser.add_argument("--input-size", type=int, default=48, help="square input side in pixels (default 48)")
-    parser.add_argument("--color", action="store_true", help="3-channel RGB input instead of grey")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=64, help="rounded up to an even number")
-    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default per optimizer)")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    parser.add_argument("--schedule", choices=SCHEDULES, default="cosine",
-                        help="cosine decay with warm-up, reduce-on-plateau, or constant")
-    parser.add_argument("--weight-decay", type=float, default=0.0)
-    parser.add_argument("--no-augment", dest="augment", action="store_false", help="no flip/rotate/shift/zoom")
-    parser.add_argument("--augment-strength", type=float, default=1.0)
-    parser.add_argument("--mixup", type=float, nargs="?", const=0.2, default=0.0, help="mixup alpha (0.2 if given bare)")
-    parser.add_argument("--random-erasing", type=float, nargs="?", const=0.5, default=0.0,
+    parser.add_argument("--arch", help="architecture (default mini_xception; see --list-archs)")
+    parser.add_argument("--l2", type=float, help="L2 penalty on the kernels (default: the architecture's own, see --list-archs)")
+    parser.add_argument("--width", type=int, help="filters of the first block, for architectures that take one "
+                                                   "(vgg: default 64; 32 trains ~4x faster)")
+    parser.add_argument("--input-size", type=int, help="square side faces are read at, in pixels (default 48)")
+    parser.add_argument("--crop", type=int, help="train on random CROP x CROP windows of the face (e.g. 44 of 48), "
+                                                  "evaluate on the centre one; --tta crops uses ten")
+    parser.add_argument("--color", **flag, help="3-channel RGB input instead of grey")
+    parser.add_argument("--precision", choices=PRECISIONS, help="float32, bfloat16 (mixed), or auto (default): bfloat16 "
+                                                                  "where the hardware has it and the architecture gains")
+    parser.add_argument("--epochs", type=int, help="default 30")
+    parser.add_argument("--batch-size", type=int, help="default 64; rounded up to an even number")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default per optimizer)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam; sgd is Nesterov momentum 0.9")
+    parser.add_argument("--schedule", choices=SCHEDULES,
+                        help="cosine decay with warm-up (default), reduce-on-plateau, or constant")
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--no-augment", dest="augment", action="store_const", const=False, default=None,
+                        help="no flip/rotate/shift/zoom")
+    parser.add_argument("--augment-strength", type=float, help="default 1.0")
+    parser.add_argument("--mixup", type=float, nargs="?", const=0.2, help="mixup alpha (0.2 if given bare)")
+    parser.add_argument("--random-erasing", type=float, nargs="?", const=0.5,
                         help="probability of erasing a random patch (0.5 if given bare)")
-    parser.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
-    parser.add_argument("--oversample", action="store_true", help="sample every class equally often")
-    parser.add_argument("--focal-loss", action="store_true")
-    parser.add_argument("--label-smoothing", type=float, default=0.0)
-    parser.add_argument("--val-split", type=float, default=0.1, help="held-out fraction for sets with no val split")
-    parser.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0: off)")
-    parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--max-samples", type=int, default=None, help="train on a stratified subset of this size")
+    parser.add_argument("--class-weights", **flag, help="weight the loss by inverse class frequency")
+    parser.add_argument("--oversample", **flag, help="sample every class equally often")
+    parser.add_argument("--focal-loss", **flag)
+    parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument("--val-split", type=float, help="held-out fraction for sets with no val split (default 0.1)")
+    parser.add_argument("--patience", type=int, help="early stopping patience in epochs (default 0: off)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--max-samples", type=int, help="train on a stratified subset of this size")
     parser.add_argument("--resume", nargs="?", const="", default=None, metavar="CHECKPOINT",
-                        help="continue from last.keras (of --out when no path is given)")
-    parser.add_argument("--init-from", metavar="MODEL", default=None,
+                        help="continue from last.keras (of --out when no path is given) with the run's own settings; "
+                             "options given again (e.g. more --epochs) override them")
+    parser.add_argument("--init-from", metavar="MODEL",
                         help="start from this model's weights (same --arch): fine-tune the bundled model on your "
                              "classes, or run a second learning-rate cycle")
-    parser.add_argument("--distill-from", metavar="TEACHER", default=None,
+    parser.add_argument("--distill-from", metavar="TEACHER",
                         help="distillation: blend this (larger) model's probabilities into the training targets")
-    parser.add_argument("--distill-weight", type=float, default=0.5,
-                        help="the teacher's share of each target, in (0, 1] (default 0.5)")
-    parser.add_argument("--distribute", action="store_true",
+    parser.add_argument("--distill-weight", type=float, help="the teacher's share of each target, in (0, 1] (default 0.5)")
+    parser.add_argument("--distribute", **flag,
                         help="tf.distribute: MirroredStrategy over local devices, MultiWorker with TF_CONFIG")
     parser.add_argument("--events", choices=("jsonl",), default=None, help="machine-readable progress on stdout")
+
+
+#: TrainConfig fields set by an option of the same name.
+_SAME_NAME = ("data", "out", "arch", "l2", "width", "crop", "precision", "epochs", "batch_size", "lr", "optimizer",
+              "schedule", "weight_decay", "augment", "augment_strength", "mixup", "random_erasing", "class_weights",
+              "oversample", "focal_loss", "label_smoothing", "val_split", "patience", "seed", "max_samples",
+              "init_from", "distill_from", "distill_weight", "distribute")
+
+
+def given_options(args: argparse.Namespace) -> dict[str, object]:
+    """The TrainConfig fields the command line sets (options left out are None and not included)."""
+    given: dict[str, object] = {name: getattr(args, name) for name in _SAME_NAME if getattr(args, name) is not None}
+    if args.input_size is not None:
+        given["input_size"] = (args.input_size, args.input_size)
+    if args.color:
+        given["channels"] = 3
+    return given
+
+
+def build_config(args: argparse.Namespace) -> "TrainConfig":  # noqa: F821 - imported lazily below
+    """A fresh run's config, or for --resume the run's saved config.json with the given options on top."""
+    from app.core.training.engine import TrainConfig, load_run_config
+
+    given = given_options(args)
+    extra = {"command": " ".join(["fer-studio", *sys.argv[1:]])}
+    if args.resume is None:
+        return TrainConfig(**given, extra=extra)
+    resume = args.resume or args.out
+    if not resume:
+        raise FerStudioError("--resume needs the run's folder: --resume FOLDER or --out FOLDER")
+    saved = load_run_config(resume)
+    changed = {k: v for k, v in given.items() if k not in ("data", "out") and saved.get(k) != v}
+    if changed:
+        logger.warning("resuming with changed settings: %s", ", ".join(f"{k}={v}" for k, v in changed.items()))
+    merged = {**saved, **given, "resume": resume}
+    merged["extra"] = {**(saved.get("extra") or {}), "resumed_with": extra["command"]}
+    return TrainConfig.from_dict(merged)
 
 
 def _list_archs() -> int:
@@ -73,27 +120,14 @@ def _list_archs() -> int:
 def run(args: argparse.Namespace) -> int:
     if args.list_archs:
         return _list_archs()
-    from app.core.training.engine import StopFlag, TrainConfig, train
+    from app.core.training.engine import StopFlag, train
     from app.core.training.events import ConsoleSink, JsonLinesSink as Sink
 
     sink = Sink(sys.stdout) if args.events == "jsonl" else ConsoleSink(sys.stdout)
     try:
-        if not args.data or not args.out:
+        if args.resume is None and (not args.data or not args.out):
             raise FerStudioError("give the data (FER2013 csv or class folders) and --out FOLDER")
-        resume = args.resume
-        if resume == "":
-            resume = args.out
-        config = TrainConfig(
-            data=args.data, out=args.out, arch=args.arch, l2=args.l2, input_size=(args.input_size, args.input_size),
-            channels=3 if args.color else 1, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-            optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay, augment=args.augment,
-            augment_strength=args.augment_strength, mixup=args.mixup, random_erasing=args.random_erasing,
-            class_weights=args.class_weights, oversample=args.oversample, focal_loss=args.focal_loss,
-            label_smoothing=args.label_smoothing, val_split=args.val_split, patience=args.patience, seed=args.seed,
-            max_samples=args.max_samples, resume=resume, init_from=args.init_from,
-            distill_from=args.distill_from, distill_weight=args.distill_weight,
-            distribute=args.distribute,
-            extra={"command": " ".join(["fer-studio", *sys.argv[1:]])})
+        config = build_config(args)
         from app.core.training.architectures import ARCHITECTURES
 
         if config.arch not in ARCHITECTURES:

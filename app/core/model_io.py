@@ -48,6 +48,13 @@ class ModelSpec:
     channels: int  # 1 (grey) or 3 (RGB)
     normalization: str = "minus1_1"
     arch: str | None = None
+    #: Crop-trained models: faces are resized to this (height, width), then the centre ``input_size``
+    #: window is the model's input (random windows in training, ten of them with crop test-time augmentation).
+    crop_from: tuple[int, int] | None = None
+    #: Softmax temperature fitted on the selection split (calibration); probabilities use logits / T.
+    temperature: float = 1.0
+    #: The test-time augmentation the model's reported accuracy used ("none", "flip", "crops").
+    tta: str = "none"
     #: Training facts (data set fingerprint, epoch, metrics, command); free-form, JSON-serialisable.
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -59,6 +66,7 @@ class ModelSpec:
         data = asdict(self)
         data["labels"] = list(self.labels)
         data["input_size"] = list(self.input_size)
+        data["crop_from"] = list(self.crop_from) if self.crop_from else None
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -69,6 +77,9 @@ class ModelSpec:
             channels=int(data["channels"]),
             normalization=str(data.get("normalization", "minus1_1")),
             arch=data.get("arch"),
+            crop_from=(int(data["crop_from"][0]), int(data["crop_from"][1])) if data.get("crop_from") else None,
+            temperature=float(data.get("temperature") or 1.0),
+            tta=str(data.get("tta") or "none"),
             info=dict(data.get("info") or {}),
         )
 

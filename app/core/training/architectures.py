@@ -23,6 +23,8 @@ InputShape = tuple[int, int, int]
 
 # The L2 penalty each architecture uses unless told otherwise; resnet50 (keras.applications) takes none.
 DEFAULT_L2: dict[str, float] = {"mini_xception": 0.01, "mini_xception_wide": 0.001, "simple_cnn": 0.0, "vgg": 0.0}
+# Architectures that take a width (``fer-studio train --width``), with the one they use by default.
+DEFAULT_WIDTH: dict[str, int] = {"vgg": 64}
 
 
 def _kernel_l2(l2: float) -> regularizers.Regularizer | None:
@@ -87,11 +89,18 @@ def simple_cnn(input_shape: InputShape, num_classes: int, l2: float = DEFAULT_L2
     return keras.Model(inputs, outputs, name="simple_cnn")
 
 
-def vgg(input_shape: InputShape, num_classes: int, l2: float = DEFAULT_L2["vgg"]) -> keras.Model:
+def vgg(input_shape: InputShape, num_classes: int, l2: float = DEFAULT_L2["vgg"],
+        width: int = DEFAULT_WIDTH["vgg"]) -> keras.Model:
+    """Four double-conv blocks of ``width``, 2x, 4x and 8x filters, then a dense layer of 8x ``width``.
+
+    Width 64 is the 4.96M-parameter net; width 32 (1.24M) trains about 4x faster and, on random 44x44
+    crops of FER2013 faces, is the published VGG-style recipe's size. Widths that are multiples of 16 keep
+    oneDNN's bfloat16 convolutions on their fast path.
+    """
     reg = _kernel_l2(l2)
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
-    for filters, dropout in ((64, 0.2), (128, 0.25), (256, 0.3), (512, 0.35)):
+    for filters, dropout in ((width, 0.2), (2 * width, 0.25), (4 * width, 0.3), (8 * width, 0.35)):
         for _ in range(2):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg)(x)
             x = layers.BatchNormalization()(x)
@@ -99,12 +108,13 @@ def vgg(input_shape: InputShape, num_classes: int, l2: float = DEFAULT_L2["vgg"]
         x = layers.MaxPooling2D(2)(x)
         x = layers.Dropout(dropout)(x)
     x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dense(512, use_bias=False, kernel_regularizer=reg)(x)
+    x = layers.Dense(8 * width, use_bias=False, kernel_regularizer=reg)(x)
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)
     x = layers.Dropout(0.5)(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name="vgg")
+    # float32 output under a mixed-precision policy, so the loss and the probabilities are exact.
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="vgg" if width == 64 else f"vgg_w{width}")
 
 
 def resnet50(input_shape: InputShape, num_classes: int) -> keras.Model:
@@ -124,17 +134,22 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
 
 
 def build_model(arch: str, input_shape: InputShape = (48, 48, 1), num_classes: int = 7,
-                l2: float | None = None) -> keras.Model:
-    """Build an untrained model by name; ``l2`` None keeps the architecture's own penalty (DEFAULT_L2).
+                l2: float | None = None, width: int | None = None) -> keras.Model:
+    """Build an untrained model by name; ``l2`` / ``width`` None keep the architecture's own (DEFAULT_L2,
+    DEFAULT_WIDTH).
 
-    Raises ValueError for an unknown name, a negative ``l2``, or an ``l2`` for an architecture without one.
+    Raises ValueError for an unknown name, a negative ``l2``, an ``l2`` for an architecture without one,
+    or a ``width`` for an architecture that takes none.
     """
     try:
         factory = ARCHITECTURES[arch]
     except KeyError:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}") from None
     check_l2(arch, l2)
-    options = {} if l2 is None else {"l2": float(l2)}
+    check_width(arch, width)
+    options: dict[str, float | int] = {} if l2 is None else {"l2": float(l2)}
+    if width is not None:
+        options["width"] = int(width)
     return factory(tuple(input_shape), int(num_classes), **options)
 
 
@@ -146,3 +161,13 @@ def check_l2(arch: str, l2: float | None) -> None:
         raise ValueError(f"--l2 does not apply to {arch}; it applies to {', '.join(DEFAULT_L2)}")
     if not l2 >= 0:
         raise ValueError(f"--l2 must be 0 or more, not {l2}")
+
+
+def check_width(arch: str, width: int | None) -> None:
+    """Raise ValueError when ``width`` cannot be used with ``arch`` (None always can)."""
+    if width is None:
+        return
+    if arch not in DEFAULT_WIDTH:
+        raise ValueError(f"--width does not apply to {arch}; it applies to {', '.join(DEFAULT_WIDTH)}")
+    if not 8 <= width <= 512:
+        raise ValueError(f"--width must be between 8 and 512, not {width}")

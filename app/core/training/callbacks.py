@@ -79,3 +79,38 @@ class CheckpointCallback(keras.callbacks.Callback):
             path = self.save_best(epoch + 1, logs)
             self.sink.emit("checkpoint", path=path, epoch=epoch + 1, monitor=self.monitor, value=self.best)
         self.save_last(epoch + 1, {**logs, "best": self.best, "best_epoch": self.best_epoch})
+
+
+def cosine_learning_rate(step: int, peak: float, epochs: int, steps: int, alpha: float = 0.01) -> float:
+    """Linear warm-up (the first 10% of the run, at most 3 epochs), then cosine decay to ``alpha * peak``."""
+    total = max(1, epochs * steps)
+    warmup = min(total // 10, 3 * steps)
+    if step < warmup:
+        return peak * step / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * ((1.0 - alpha) * 0.5 * (1.0 + math.cos(math.pi * progress)) + alpha)
+
+
+class CosineSchedule(keras.callbacks.Callback):
+    """Sets the learning rate before every step from (epoch, step) and the run's own epochs.
+
+    The schedule is a function of where the run is, not state saved in the optimizer, so ``--resume``
+    continues on the same curve, and a run resumed with more ``--epochs`` decays over the new length
+    instead of staying at the floor of the old one.
+    """
+
+    def __init__(self, peak: float, epochs: int, steps: int) -> None:
+        super().__init__()
+        self.peak, self.epochs, self.steps = peak, epochs, steps
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        value = cosine_learning_rate(self._epoch * self.steps + batch, self.peak, self.epochs, self.steps)
+        rate = self.model.optimizer.learning_rate
+        if isinstance(rate, keras.Variable):
+            rate.assign(value)
+        else:  # a checkpoint saved with a schedule object: replace it by the plain rate
+            self.model.optimizer.learning_rate = value

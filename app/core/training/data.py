@@ -1,4 +1,4 @@
-"""Training input: even-sized batches, augmentation as Keras layers, mixup, oversampling, class weights.
+"""Training input: even-sized batches, one-warp augmentation and random crops, mixup, oversampling, class weights.
 
 Every training batch is full and has an even number of samples. TensorFlow 2.20/2.21 with oneDNN (the
 default) crashes the process on a training step over an odd-sized batch, and a data set whose size is not
@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from app.core.model_io import normalise_pixels
+from app.core.training.augment import Augmentation, augment_batch_np, augment_batch_tf, center_crop
 
 logger = logging.getLogger(__name__)
 
@@ -56,20 +57,9 @@ def sampling_probabilities(labels: np.ndarray, num_classes: int, oversample: boo
     return per_sample / per_sample.sum()
 
 
-def build_augmenter(strength: float = 1.0, random_erasing: float = 0.0, seed: int | None = None) -> keras.Sequential:
-    """Flip, small rotation, shift and zoom (plus optional random erasing), as Keras preprocessing layers.
-
-    The layers act only when called with training=True, so the same object sits in the training model.
-    """
-    augment: list[keras.layers.Layer] = [
-        keras.layers.RandomFlip("horizontal", seed=seed),
-        keras.layers.RandomRotation(0.04 * strength, fill_mode="reflect", seed=seed),
-        keras.layers.RandomTranslation(0.1 * strength, 0.1 * strength, fill_mode="reflect", seed=seed),
-        keras.layers.RandomZoom(0.1 * strength, fill_mode="reflect", seed=seed),
-    ]
-    if random_erasing > 0:
-        augment.append(keras.layers.RandomErasing(factor=random_erasing, scale=(0.02, 0.15), seed=seed))
-    return keras.Sequential(augment, name="augment")
+def build_eraser(random_erasing: float, seed: int | None = None) -> keras.layers.Layer:
+    """Random erasing (a stock Keras layer, active only in training) for the training model."""
+    return keras.layers.RandomErasing(factor=random_erasing, scale=(0.02, 0.15), seed=seed)
 
 
 def _one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -81,8 +71,10 @@ class NumpyBatches(keras.utils.PyDataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int,
                  normalization: str, probabilities: np.ndarray | None, sample_weights: np.ndarray | None,
-                 mixup: float, seed: int, targets: np.ndarray | None = None) -> None:
+                 mixup: float, seed: int, targets: np.ndarray | None = None,
+                 augmentation: Augmentation | None = None) -> None:
         super().__init__()
+        self.augmentation = augmentation
         self.targets = targets
         self.images, self.labels = images, labels
         self.num_classes, self.batch_size = num_classes, batch_size
@@ -106,6 +98,8 @@ class NumpyBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> Any:
         idx = self._order[index * self.batch_size:(index + 1) * self.batch_size]
         x = normalise_pixels(self.images[idx], self.normalization)
+        if self.augmentation is not None:
+            x = augment_batch_np(x, self.augmentation, self.rng)
         y = self.targets[idx] if self.targets is not None else _one_hot(self.labels[idx], self.num_classes)
         if self.mixup > 0:
             lam = self.rng.beta(self.mixup, self.mixup, size=(len(idx), 1)).astype(np.float32)
@@ -119,9 +113,11 @@ class NumpyBatches(keras.utils.PyDataset):
 
 def train_stream(images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int, normalization: str,
                  *, class_weights: np.ndarray | None = None, oversample: bool = False, mixup: float = 0.0,
-                 seed: int = 1337, targets: np.ndarray | None = None) -> tuple[Any, int]:
+                 seed: int = 1337, targets: np.ndarray | None = None,
+                 augmentation: Augmentation | None = None) -> tuple[Any, int]:
     """(dataset, steps_per_epoch) of full, even, shuffled training batches: x float, y one-hot (, weight).
 
+    ``augmentation`` (None: none) warps each image, and with a crop also sets the output size.
     ``targets`` (N, K) replaces the one-hot labels as y (soft targets from a teacher, say); sampling and class
     weights still follow ``labels``.
     """
@@ -129,7 +125,7 @@ def train_stream(images: np.ndarray, labels: np.ndarray, num_classes: int, batch
     steps = math.ceil(len(labels) / batch_size)
     if keras.backend.backend() != "tensorflow":
         return NumpyBatches(images, labels, num_classes, batch_size, normalization, probabilities, class_weights,
-                            mixup, seed, targets), steps
+                            mixup, seed, targets, augmentation), steps
     import tensorflow as tf
 
     if probabilities is None:
@@ -148,6 +144,8 @@ def train_stream(images: np.ndarray, labels: np.ndarray, num_classes: int, batch
         x = tf.cast(tf.gather(x_all, idx), tf.float32) * scale[0] + scale[1]
         y_int = tf.gather(y_all, idx)
         y = tf.gather(soft, idx) if soft is not None else tf.one_hot(y_int, num_classes)
+        if augmentation is not None:
+            x = augment_batch_tf(x, augmentation)
         if mixup > 0:
             n = tf.shape(idx)[0]
             g1 = tf.random.gamma([n, 1], mixup)
@@ -166,6 +164,8 @@ def train_stream(images: np.ndarray, labels: np.ndarray, num_classes: int, batch
     return dataset, steps
 
 
-def eval_arrays(images: np.ndarray, labels: np.ndarray, num_classes: int, normalization: str) -> tuple[np.ndarray, np.ndarray]:
-    """Validation data as arrays (evaluation has no odd-batch problem; only training steps do)."""
-    return normalise_pixels(images, normalization), _one_hot(labels, num_classes)
+def eval_arrays(images: np.ndarray, labels: np.ndarray, num_classes: int, normalization: str,
+                crop: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Validation data as arrays, centre-cropped for a crop-trained model (evaluation has no odd-batch
+    problem; only training steps do)."""
+    return normalise_pixels(center_crop(images, crop), normalization), _one_hot(labels, num_classes)

@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,9 @@ import numpy as np
 
 from app.core.datasets import Dataset, Split, load_dataset, stratified_split
 from app.core.errors import DatasetError, OutputError
+from app.core.files import atomic_write_bytes
 from app.core.model_io import ModelSpec, read_spec, save_model
+from app.core.training.augment import Augmentation
 from app.core.training.events import EventSink
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,10 @@ class TrainConfig:
     out: str
     arch: str = "mini_xception"
     l2: float | None = None  # L2 penalty on the kernels; None: the architecture's own (architectures.DEFAULT_L2)
-    input_size: tuple[int, int] = (48, 48)
+    width: int | None = None  # filters of the first block (vgg); None: the architecture's own
+    input_size: tuple[int, int] = (48, 48)  # faces are read at this size
+    crop: int | None = None  # train on random crop x crop windows (the model's input), evaluate on the centre one
+    precision: str = "auto"  # float32 | bfloat16 | auto (fast_layers.resolve_precision)
     channels: int = 1
     normalization: str = "minus1_1"
     epochs: int = 30
@@ -70,6 +75,25 @@ class TrainConfig:
 
     def default_lr(self) -> float:
         return self.lr if self.lr is not None else {"adam": 1e-3, "sgd": 0.05, "rmsprop": 1e-3}[self.optimizer]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """A config from its config.json form (unknown keys, from a newer version, are dropped)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "input_size" in values:
+            values["input_size"] = tuple(values["input_size"])
+        return cls(**values)
+
+    @property
+    def model_input_size(self) -> tuple[int, int]:
+        return (self.crop, self.crop) if self.crop else tuple(self.input_size)  # type: ignore[return-value]
+
+    def augmentation(self) -> Augmentation | None:
+        crop = (self.crop, self.crop) if self.crop else None
+        if self.augment:
+            return Augmentation.from_strength(self.augment_strength, crop)
+        return Augmentation(False, 0.0, 0.0, 0.0, crop) if crop else None
 
 
 @dataclass
@@ -131,16 +155,12 @@ def validate_dataset(data: Dataset) -> None:
         raise DatasetError(f"{data.source}: no validation images (too few images per class to hold some out).")
 
 
-def _optimizer(config: TrainConfig, steps: int) -> Any:
+def _optimizer(config: TrainConfig) -> Any:
+    """The optimizer, with a plain learning rate: the cosine schedule is set per step by CosineSchedule
+    from (epoch, step) and the run's config, so a resumed or extended run follows its own schedule."""
     import keras
 
-    lr: Any = config.default_lr()
-    if config.schedule == "cosine":
-        total = max(1, config.epochs * steps)
-        warmup = min(total // 10, 3 * steps)
-        lr = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else lr, decay_steps=total - warmup, alpha=0.01,
-            warmup_target=lr if warmup else None, warmup_steps=warmup)
+    lr = config.default_lr()
     wd = config.weight_decay or None
     if config.optimizer == "adam":
         return keras.optimizers.AdamW(lr, weight_decay=wd) if wd else keras.optimizers.Adam(lr)
@@ -151,23 +171,32 @@ def _optimizer(config: TrainConfig, steps: int) -> Any:
     raise ValueError(f"unknown optimizer {config.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
-def _build_training_model(config: TrainConfig, num_classes: int, steps: int) -> tuple[Any, Any]:
-    """(training model = augmentation + architecture, compiled; the bare architecture)."""
+def _build_training_model(config: TrainConfig, num_classes: int, precision: str) -> tuple[Any, Any]:
+    """(training model, compiled; the bare architecture). They are one model unless random erasing (a
+    Keras layer in front of the architecture) is on; the other augmentation runs in the input stream."""
     import keras
 
     from app.core.training.architectures import build_model
-    from app.core.training.data import build_augmenter
+    from app.core.training.data import build_eraser
+    from app.core.training.fast_layers import keras_policy
 
-    shape = (*config.input_size, config.channels)
-    base = build_model(config.arch, shape, num_classes, l2=config.l2)
-    inputs = keras.Input(shape=shape, name="image")
-    x = build_augmenter(config.augment_strength, config.random_erasing, config.seed)(inputs) if config.augment else inputs
-    model = keras.Model(inputs, base(x), name="trainer")
+    shape = (*config.model_input_size, config.channels)
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(keras_policy(precision))
+    try:
+        base = build_model(config.arch, shape, num_classes, l2=config.l2, width=config.width)
+        if config.random_erasing > 0:
+            inputs = keras.Input(shape=shape, name="image")
+            model = keras.Model(inputs, base(build_eraser(config.random_erasing, config.seed)(inputs)), name="trainer")
+        else:
+            model = base
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
     if config.focal_loss:
         loss = keras.losses.CategoricalFocalCrossentropy(label_smoothing=config.label_smoothing)
     else:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-    model.compile(optimizer=_optimizer(config, steps), loss=loss, metrics=["accuracy"])
+    model.compile(optimizer=_optimizer(config), loss=loss, metrics=["accuracy"])
     return model, base
 
 
@@ -188,9 +217,10 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     """Run one training; returns where the best model is. Raises FerStudioError for bad input."""
     import keras
 
-    from app.core.training.architectures import check_l2
-    from app.core.training.callbacks import CheckpointCallback, ProgressCallback
+    from app.core.training.architectures import check_l2, check_width
+    from app.core.training.callbacks import CheckpointCallback, CosineSchedule, ProgressCallback
     from app.core.training.data import balanced_class_weights, eval_arrays, even_batch_size, train_stream
+    from app.core.training.fast_layers import float32_copy, resolve_precision, use_fused_batch_norm
 
     sink = sink or EventSink()
     stop = stop or StopFlag()
@@ -199,6 +229,11 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     if config.optimizer not in OPTIMIZERS or config.schedule not in SCHEDULES:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, schedule one of {SCHEDULES}")
     check_l2(config.arch, config.l2)
+    check_width(config.arch, config.width)
+    if config.crop is not None and not 8 <= config.crop <= min(config.input_size):
+        raise ValueError(f"--crop must be between 8 and the input size {min(config.input_size)}, not {config.crop}")
+    precision, why = resolve_precision(config.precision, config.arch)
+    logger.info("training in %s (%s)", precision, why)
     if config.resume and config.init_from:
         raise ValueError("--resume continues a run with its own weights; it cannot be combined with --init-from")
     source = _load_init_source(Path(config.init_from), config) if config.init_from else None
@@ -229,17 +264,19 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
         del teacher
     stream, steps = train_stream(train_split.images, train_split.labels, num_classes, batch, config.normalization,
                                  class_weights=weights, oversample=config.oversample, mixup=config.mixup,
-                                 seed=config.seed, targets=targets)
-    x_val, y_val = eval_arrays(val_split.images, val_split.labels, num_classes, config.normalization)
+                                 seed=config.seed, targets=targets, augmentation=config.augmentation())
+    crop = (config.crop, config.crop) if config.crop else None
+    x_val, y_val = eval_arrays(val_split.images, val_split.labels, num_classes, config.normalization, crop)
 
     initial_epoch, best_value, best_epoch = 0, -math.inf, None
     if config.resume:
         model, base, initial_epoch, best_value, best_epoch = _resume(Path(config.resume), config)
     elif strategy is not None:
         with strategy.scope():
-            model, base = _build_training_model(config, num_classes, steps)
+            model, base = _build_training_model(config, num_classes, precision)
     else:
-        model, base = _build_training_model(config, num_classes, steps)
+        model, base = _build_training_model(config, num_classes, precision)
+    fused = use_fused_batch_norm(model)
     transfer = None
     if source is not None:
         from app.core.training.weight_transfer import transfer_weights
@@ -253,23 +290,29 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     if transfer is not None:
         info_base["init_from"] = {"model": transfer.source.name, "layers": transfer.layers_copied,
                                   "head_classes": list(transfer.head_classes), "new_classes": list(transfer.new_classes)}
-    spec = ModelSpec(labels=data.labels, input_size=config.input_size, channels=config.channels,
-                     normalization=config.normalization, arch=config.arch)
+    spec = ModelSpec(labels=data.labels, input_size=config.model_input_size, channels=config.channels,
+                     normalization=config.normalization, arch=config.arch,
+                     crop_from=tuple(config.input_size) if config.crop else None)  # type: ignore[arg-type]
+    info_base["precision"] = precision
 
     def save_best(epoch: int, logs: dict) -> Path:
         info = {**info_base, "epoch": epoch, "metrics": _jsonable(logs)}
-        return save_model(base, out / BEST_NAME, ModelSpec(**{**asdict(spec), "info": info}))
+        # best.h5 is for inference anywhere: float32 layers, whatever the training precision.
+        return save_model(float32_copy(base), out / BEST_NAME, ModelSpec(**{**asdict(spec), "info": info}))
 
     def save_last(epoch: int, logs: dict) -> Path:
         info = {**info_base, "epoch": epoch, "metrics": _jsonable(logs)}
         return save_model(model, out / LAST_NAME, ModelSpec(**{**asdict(spec), "info": info}))
 
-    (out / "config.json").write_text(json.dumps(_jsonable(asdict(config)), indent=2), encoding="utf-8")
+    atomic_write_bytes(out / "config.json", json.dumps(_jsonable(asdict(config)), indent=2).encode("utf-8"),
+                       "the run's config")
     progress = ProgressCallback(sink, config.epochs, steps, stop)
     checkpoints = CheckpointCallback(save_best, save_last, sink, best=best_value)
     checkpoints.best_epoch = best_epoch
     callbacks: list[Any] = [progress, checkpoints,
                             keras.callbacks.CSVLogger(str(out / "log.csv"), append=bool(config.resume))]
+    if config.schedule == "cosine":
+        callbacks.insert(0, CosineSchedule(config.default_lr(), config.epochs, steps))
     if config.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(2, config.patience // 3 or 5),
                                                            min_lr=1e-5))
@@ -278,7 +321,9 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
 
     sink.emit("start", epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps, batch_size=batch,
               train_samples=len(train_split), val_samples=len(val_split), labels=list(data.labels), arch=config.arch,
-              out=str(out), replicas=replicas, init_from=transfer.describe() if transfer else None)
+              out=str(out), replicas=replicas, init_from=transfer.describe() if transfer else None,
+              precision=precision, precision_reason=why, fused_batch_norm=fused,
+              input_shape=[*config.model_input_size, config.channels])
     handlers = _install_signal_handlers(stop)
     started = time.monotonic()
     try:
@@ -298,6 +343,25 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     sink.emit("done", best_model=best_path, best_epoch=result.best_epoch, best_value=result.best_value,
               interrupted=result.interrupted, seconds=time.monotonic() - started)
     return result
+
+
+def load_run_config(run: str | os.PathLike[str]) -> dict[str, Any]:
+    """The saved config.json of a run (its folder, or its last.keras), for --resume; {} for a run without
+    one (then the data and --out must be given again)."""
+    folder = Path(run)
+    if folder.suffix == ".keras":
+        folder = folder.parent
+    path = folder / "config.json"
+    if not path.is_file():
+        logger.warning("%s has no config.json: resuming with the options given now", folder)
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{path}: cannot read the run's config ({exc}).") from exc
+    if not isinstance(data, dict):
+        raise OutputError(f"{path}: the run's config is not a JSON object.")
+    return data
 
 
 def _load_init_source(path: Path, config: TrainConfig) -> Any:
@@ -337,7 +401,8 @@ def _resume(path: Path, config: TrainConfig) -> tuple[Any, Any, int, float, int 
     spec = read_spec(path)
     info = spec.info if spec else {}
     model = keras.models.load_model(path, compile=True, safe_mode=True)
-    base = model.layers[-1]  # the trainer is augmentation -> architecture
+    # With random erasing the trainer is eraser -> architecture; otherwise it is the architecture itself.
+    base = model.layers[-1] if isinstance(model.layers[-1], keras.Model) else model
     metrics = info.get("metrics", {})
     best = metrics.get("best")
     logger.info("resuming %s after epoch %s (best val_accuracy %s)", path, info.get("epoch"), best)

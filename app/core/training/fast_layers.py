@@ -1,0 +1,155 @@
+"""Fast training on the CPU without custom layers: fused batch norm and bfloat16, saved as stock Keras.
+
+Keras 3's ``BatchNormalization`` runs on TensorFlow as a chain of element-wise ops (moments, then the
+normalisation), which costs most of a small net's training step on a CPU. TensorFlow's fused kernel
+(``FusedBatchNormV3``) does the same maths in one op, forward and backward: ``use_fused_batch_norm`` points
+each stock ``BatchNormalization`` layer of a model at it. The layer objects stay stock ``BatchNormalization``
+(same class, config and weights), so every file saved from the model holds only stock Keras layers and
+loads anywhere without custom objects. On other backends nothing changes.
+
+The maths is the stock layer's: the batch variance used for normalising is the biased one, and the
+moving statistics get ``moving * momentum + batch * (1 - momentum)`` with the biased batch variance (the
+fused kernel returns the unbiased one, which is converted back). tests/test_fast_layers.py checks
+outputs, gradients and moving statistics against the stock layer.
+
+``precision_policy`` chooses float32 or mixed bfloat16 (``--precision auto|float32|bfloat16``); ``auto``
+takes bfloat16 only where the hardware runs it natively (AVX512-BF16 or AMX on the CPU, or a GPU) and
+the architecture gains from it (ordinary convolutions; depthwise-separable ones run slower).
+``float32_copy`` rebuilds a mixed-precision model in float32 with the same weights, for saving.
+"""
+
+from __future__ import annotations
+
+import logging
+import types
+from pathlib import Path
+from typing import Any, Iterator
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def _layers(model: Any) -> Iterator[Any]:
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):  # a nested model (the trainer wraps the architecture)
+            yield from _layers(layer)
+
+
+def _fused_call(self: Any, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+    """BatchNormalization.call through TensorFlow's fused kernel (bound to a stock layer instance)."""
+    import tensorflow as tf
+
+    rank = len(inputs.shape)
+    channels = inputs.shape[-1]
+    if (mask is not None or self.renorm or self.synchronized or rank not in (2, 4)
+            or self.axis not in (-1, rank - 1) or channels is None):
+        return type(self).call(self, inputs, training=training, mask=mask)
+    x = inputs if inputs.dtype in (tf.float32, tf.bfloat16, tf.float16) else tf.cast(inputs, tf.float32)
+    if rank == 2:
+        x = tf.reshape(x, [-1, 1, 1, channels])
+    scale = self.gamma if self.scale else tf.ones([channels], tf.float32)
+    offset = self.beta if self.center else tf.zeros([channels], tf.float32)
+    scale, offset = tf.cast(scale, tf.float32), tf.cast(offset, tf.float32)
+    if training and self.trainable:
+        empty = tf.constant([], tf.float32)
+        y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=scale, offset=offset, mean=empty, variance=empty, epsilon=self.epsilon,
+            exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+        # The kernel returns the unbiased batch variance; the stock layer averages the biased one.
+        n = tf.cast(tf.size(x) // channels, tf.float32)
+        variance = variance * (n - 1.0) / tf.maximum(n, 1.0)
+        momentum = self.momentum
+        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+        self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
+    else:
+        y, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=scale, offset=offset, mean=tf.cast(self.moving_mean, tf.float32),
+            variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon,
+            exponential_avg_factor=1.0, data_format="NHWC", is_training=False)
+    if rank == 2:
+        y = tf.reshape(y, tf.shape(inputs))
+    return tf.cast(y, self.compute_dtype)
+
+
+def use_fused_batch_norm(model: Any) -> int:
+    """Run every BatchNormalization layer of ``model`` (nested models too) through TF's fused kernel.
+
+    Only the bound ``call`` of each layer instance changes, not its class, config or weights. Returns how
+    many layers now use it (0 on backends other than TensorFlow, where the stock layer is kept).
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return 0
+    count = 0
+    for layer in _layers(model):
+        if type(layer) is keras.layers.BatchNormalization:
+            layer.call = types.MethodType(_fused_call, layer)
+            count += 1
+    return count
+
+
+# ---------------------------------------------------------------------------------------------- precision
+
+#: Architectures whose step gains from bfloat16 (ordinary convolutions run on AVX512-BF16/AMX); the
+#: depthwise-separable mini_XCEPTIONs run slower in it on this class of CPU.
+BF16_GAINS = {"vgg", "vgg_small", "simple_cnn", "resnet50"}
+
+
+def hardware_bf16() -> str | None:
+    """Why this machine runs bfloat16 natively ("GPU", "amx_bf16", "avx512_bf16"), or None."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if any(d.platform == "gpu" for d in jax.devices()):
+            return "GPU"
+    elif keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            return "GPU"
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace").split())
+    except OSError:
+        return None
+    return next((flag for flag in _CPU_BF16_FLAGS[::-1] if flag in flags), None)
+
+
+def resolve_precision(precision: str, arch: str) -> tuple[str, str]:
+    """("float32" | "bfloat16", why) for ``--precision`` and an architecture."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision != "auto":
+        return precision, "asked for"
+    native = hardware_bf16()
+    if native is None:
+        return "float32", "no native bfloat16 on this machine"
+    if arch not in BF16_GAINS:
+        return "float32", f"{arch} gains nothing from bfloat16 (depthwise-separable convolutions)"
+    return "bfloat16", f"native bfloat16 ({native}) and {arch} gains from it"
+
+
+def keras_policy(precision: str) -> str:
+    return "mixed_bfloat16" if precision == "bfloat16" else "float32"
+
+
+def float32_copy(model: Any) -> Any:
+    """The model rebuilt with every layer in float32 and the same weights (itself if already float32)."""
+    import keras
+
+    if all(layer.dtype_policy.name == "float32" for layer in _layers(model)):
+        return model
+
+    def rebuild(layer: Any) -> Any:
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=rebuild)
+    copy.set_weights(model.get_weights())
+    return copy
