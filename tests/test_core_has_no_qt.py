@@ -23,8 +23,9 @@ def _imports(tree: ast.AST) -> list[tuple[str, int]]:
 
 
 def test_core_modules_exist() -> None:
-    names = {p.name for p in CORE.glob("*.py")}
-    assert {"images.py", "detection.py", "classifier.py", "pipeline.py", "annotate.py"} <= names
+    names = {str(p.relative_to(CORE)) for p in CORE.rglob("*.py")}
+    assert {"images.py", "recognition/detection.py", "recognition/classifier.py", "recognition/pipeline.py",
+            "recognition/recognizer.py", "recognition/annotate.py", "recognition/tracking.py"} <= names
 
 
 def test_no_qt_imports_in_core() -> None:

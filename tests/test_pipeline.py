@@ -12,7 +12,14 @@ from app.core.recognition.detection import Detection, create_detector
 from app.core.errors import ModelLoadError
 from app.core.images import read_image
 from app.core.labels import FER2013_LABELS
-from app.core.recognition.pipeline import Face, FrameResult, Pipeline, build_pipeline
+from app.core.recognition.pipeline import (
+    STAGES,
+    Face,
+    FaceFilter,
+    FrameResult,
+    Pipeline,
+    build_pipeline,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +39,8 @@ def test_two_people(pipeline: Pipeline, data_dir: Path) -> None:
         assert face.score == pytest.approx(face.probabilities[face.label])
         assert face.track_id is None and face.landmarks is None
         assert len(face.box) == 4 and all(isinstance(v, int) for v in face.box)
-    assert set(result.timings) == {"detect", "align", "classify", "total"}
-    assert all(v >= 0 for v in result.timings.values())
+    assert set(result.timings) == set(STAGES) == {"detect", "align", "classify", "track", "total"}
+    assert all(v >= 0 for v in result.timings.values()) and result.timings["track"] == 0.0
     assert result.timings["total"] >= result.timings["detect"] + result.timings["classify"] - 1e-6
 
 
@@ -47,7 +54,7 @@ def test_probabilities_are_the_classifiers(pipeline: Pipeline, data_dir: Path) -
 
 def test_no_faces(pipeline: Pipeline) -> None:
     result = pipeline.process(np.zeros((480, 640, 3), np.uint8))
-    assert result.faces == [] and set(result.timings) == {"detect", "align", "classify", "total"}
+    assert result.faces == [] and set(result.timings) == set(STAGES)
 
 
 class _FixedDetector:
@@ -121,8 +128,58 @@ def test_missing_dlib_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tiny_mod
         raise DetectorError("this detector needs dlib and face_recognition, which are not installed")
 
     monkeypatch.setattr(detection, "_face_recognition", missing)
+    monkeypatch.setattr(detection, "_missing_libraries", lambda: ["dlib"])
     with pytest.raises(DetectorError, match="alignment needs dlib"):
         build_pipeline(tiny_model_path, align=True)
     with pytest.raises(DetectorError, match="needs dlib"):
         build_pipeline(tiny_model_path, detector="hog")
     assert detection.detector_available("cnn") is not None and detection.detector_available("haar") is None
+
+
+def test_face_filter_drops_small_and_unsure_faces(pipeline: Pipeline) -> None:
+    class Three:
+        name = "three"
+
+        def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+            return [Detection((0, 0, 20, 30), 0.9), Detection((40, 0, 50, 50), 0.3),
+                    Detection((100, 0, 60, 60), 0.8)]
+
+    image = np.zeros((200, 200, 3), np.uint8)
+    swapped = Pipeline(Three(), pipeline.classifier)
+    assert len(swapped.process(image).faces) == 3
+    swapped.face_filter = FaceFilter(min_size=30)
+    assert [f.box[0] for f in swapped.process(image).faces] == [40, 100]
+    swapped.face_filter = FaceFilter(min_size=30, min_score=0.5)
+    (face,) = swapped.process(image).faces
+    assert face.box == (100, 0, 60, 60) and face.detection_score == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        FaceFilter(min_score=1.5)
+    with pytest.raises(ValueError, match="0 or more"):
+        build_pipeline(None, min_face_size=-1)
+
+
+def test_tracked_video_frames_keep_one_id(tiny_model_path: Path, data_dir: Path) -> None:
+    """The one path for video: the same face over frames keeps its track id; the timings include tracking."""
+    import cv2
+
+    video = build_pipeline(tiny_model_path, detector="haar", track=True)
+    capture = cv2.VideoCapture(str(data_dir / "woman2_clip.mp4"))
+    ids, times = [], []
+    for index in range(6):
+        ok, frame = capture.read()
+        assert ok
+        result = video.process(frame, time_s=index / 25)
+        times.append(result.time_s)
+        ids.extend(f.track_id for f in result.faces)
+    capture.release()
+    assert times == [i / 25 for i in range(6)]
+    assert ids and set(ids) == {1}
+    assert result.timings["track"] >= 0 and result.timings["total"] >= result.timings["detect"]
+
+
+def test_no_model_boxes_faces_without_labels(data_dir: Path) -> None:
+    detect_only = Pipeline(create_detector("haar"), None)
+    assert detect_only.labels == ()
+    faces = detect_only.process(read_image(data_dir / "two_people.jpg")).faces
+    assert len(faces) == 2 and all(f.label == "" and f.probabilities == {} for f in faces)
+    assert all(0 < f.score <= 1 and f.score == f.detection_score for f in faces)

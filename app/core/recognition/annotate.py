@@ -1,8 +1,9 @@
-"""Draw recognition results onto a copy of a photo with OpenCV (for ``fer-studio predict --annotate``).
+"""The one overlay renderer: recognition results drawn onto a copy of a frame or photo with OpenCV.
 
-Each face gets a box in its label's colour, "label 91%" above it, and a small panel of per-class
-probability bars beside it. Sizes follow each face's size, so a 12000x8000 photo and a 640x480 frame
-both come out legible. The GUI draws with Qt itself and does not use this module.
+Used for ``fer-studio predict --annotate``, the recorded (and analysed) videos, the window's live view and
+its snapshots. Each face gets a box in its label's colour, "#track label 91%" above it, and (``bars``) a
+small panel of per-class probability bars beside it. Sizes follow each face's size, so a 12000x8000 photo
+and a 640x480 frame both come out legible. A face without a label (no model loaded) is boxed in cyan.
 """
 
 from __future__ import annotations
@@ -24,9 +25,30 @@ logger = logging.getLogger(__name__)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
+#: BGR colour of a face without a label (no model loaded).
+NO_LABEL_BGR: tuple[int, int, int] = (255, 200, 0)
+
+
 def _bgr(label: str) -> tuple[int, int, int]:
+    if not label:
+        return NO_LABEL_BGR
     r, g, b = colour_for(label)
     return b, g, r
+
+
+def face_key(face: Face, index: int) -> int:
+    """How a face is selected: its track id in video, its position in the list for photos."""
+    return int(face.track_id) if face.track_id is not None else index
+
+
+def caption(face: Face) -> str:
+    """"#3 happy 91%": the track id (video) and the label with its probability (when classified)."""
+    parts = []
+    if face.track_id is not None:
+        parts.append(f"#{face.track_id}")
+    if face.label:
+        parts.append(f"{face.label} {float(face.score):.0%}")
+    return " ".join(parts)
 
 
 def _text_colour(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -47,29 +69,43 @@ def _blend_rect(image: np.ndarray, x0: int, y0: int, x1: int, y1: int, colour: t
     cv2.addWeighted(overlay, alpha, roi, 1.0 - alpha, 0.0, dst=roi)
 
 
-def draw_faces(image_bgr: np.ndarray, faces: Sequence[Face], bars: bool = True) -> np.ndarray:
-    """A copy of ``image_bgr`` with every face's box, label, score and (``bars``) probability bars."""
+def draw_faces(image_bgr: np.ndarray, faces: Sequence[Face], bars: bool = True,
+               selected: int | None = None, min_line: int = 1) -> np.ndarray:
+    """A copy of ``image_bgr`` with every face's box, caption and (``bars``) probability bars.
+
+    ``selected`` (a :func:`face_key`) gets a thicker box and a white outline; ``min_line`` is the
+    thinnest line in pixels (a view that shows the frame shrunk asks for thicker lines).
+    """
     canvas = image_bgr.copy()
     if canvas.ndim == 2:
         canvas = cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR)
+    elif canvas.shape[2] == 4:
+        canvas = cv2.cvtColor(canvas, cv2.COLOR_BGRA2BGR)
     width = canvas.shape[1]
-    for face in faces:
+    for index, face in enumerate(faces):
         x, y, w, h = (int(v) for v in face.box)
         colour = _bgr(face.label)
         # Scale with the face, but stay readable on tiny faces and not absurd on huge ones.
         s = float(np.clip(h / 160.0, 0.35, 4.0))
-        thickness = max(1, round(2 * s))
+        thickness = max(min_line, round(2 * s))
+        is_selected = selected is not None and face_key(face, index) == selected
+        if is_selected:
+            thickness *= 2
+            gap = thickness + 2
+            cv2.rectangle(canvas, (x - gap, y - gap), (x + w - 1 + gap, y + h - 1 + gap), (255, 255, 255),
+                          max(1, min_line), cv2.LINE_AA)
         cv2.rectangle(canvas, (x, y), (x + w - 1, y + h - 1), colour, thickness, cv2.LINE_AA)
 
-        text = f"{face.label} {face.score:.0%}"
-        font_scale = 0.6 * s
-        text_thick = max(1, round(1.5 * s))
-        (tw, th), base = cv2.getTextSize(text, _FONT, font_scale, text_thick)
-        pad = max(2, int(3 * s))
-        ty = y - pad if y - th - base - 2 * pad >= 0 else y + h + th + pad  # above, else below the box
-        cv2.rectangle(canvas, (x, ty - th - pad), (x + tw + 2 * pad, ty + base), colour, cv2.FILLED)
-        cv2.putText(canvas, text, (x + pad, ty), _FONT, font_scale, _text_colour(colour), text_thick,
-                    cv2.LINE_AA)
+        text = caption(face)
+        if text:
+            font_scale = 0.6 * s * max(1.0, min_line / 2)
+            text_thick = max(1, round(1.5 * s))
+            (tw, th), base = cv2.getTextSize(text, _FONT, font_scale, text_thick)
+            pad = max(2, int(3 * s))
+            ty = y - pad if y - th - base - 2 * pad >= 0 else y + h + th + pad  # above, else below the box
+            cv2.rectangle(canvas, (x, ty - th - pad), (x + tw + 2 * pad, ty + base), colour, cv2.FILLED)
+            cv2.putText(canvas, text, (x + pad, ty), _FONT, font_scale, _text_colour(colour), text_thick,
+                        cv2.LINE_AA)
         if bars and face.probabilities:
             _draw_bars(canvas, face, x, y, w, s, width)
     return canvas

@@ -1,7 +1,13 @@
-"""One image in, labelled faces out: detect -> (align) -> classify, with per-stage timings in ms.
+"""The one path a frame takes: detect -> filter -> (align) -> classify -> (track), with per-stage timings.
 
-The CLI, the tests and the GUI's camera worker all run this same code. ``Pipeline``'s detector,
-classifier and ``align`` flag are plain attributes, so the GUI may swap them between frames.
+``Pipeline.process(image_bgr, time_s)`` is what the camera worker, ``fer-studio predict``, the benches and
+the tests all run; ``fer-studio analyze`` builds on it too. Photos use a pipeline without a tracker; video
+uses one with a :class:`~app.core.recognition.tracking.FaceTracker`, so each face carries a track id and
+smoothed probabilities. Without a classifier, faces are still found and boxed, with an empty label.
+
+A pipeline's parts (``detector``, ``classifier``, ``tracker``, ``align``, ``face_filter``) are plain
+attributes: a long-lived owner (:class:`~app.core.recognition.recognizer.Recognizer`) may swap them
+between frames. Create and call a pipeline in one thread: the classifier holds a Keras model.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.core.errors import DetectorError, ModelLoadError
+from app.core.model_io import default_model_path, load_model
 from app.core.recognition.classifier import EmotionClassifier
 from app.core.recognition.detection import (
     DEFAULT_DETECTOR,
@@ -24,17 +32,24 @@ from app.core.recognition.detection import (
     detector_available,
     find_landmarks,
 )
-from app.core.errors import DetectorError, ModelLoadError
-from app.core.model_io import default_model_path, load_model
+from app.core.recognition.tracking import FaceTracker
 
 logger = logging.getLogger(__name__)
 
 Box = tuple[int, int, int, int]
 
+#: The keys of :attr:`FrameResult.timings`, in pipeline order (milliseconds).
+STAGES: tuple[str, ...] = ("detect", "align", "classify", "track", "total")
+
 
 @dataclass
 class Face:
-    """A labelled face: box (x, y, w, h) in image pixels, top label and its probability, all probabilities."""
+    """A face in one image: box (x, y, w, h) in image pixels, top label and its probability, all of them.
+
+    ``label`` is "" and ``probabilities`` empty when no model is loaded (the face is only boxed).
+    ``track_id`` is set by a pipeline with a tracker (video); ``detection_score`` is the detector's 0..1
+    confidence, comparable within one detector only.
+    """
 
     box: Box
     label: str
@@ -42,57 +57,94 @@ class Face:
     probabilities: dict[str, float]  # in the model's label order
     landmarks: np.ndarray | None = None
     track_id: int | None = None
+    detection_score: float = 1.0
 
 
 @dataclass
 class FrameResult:
-    """The faces of one image and how long each stage took (ms): detect, align, classify, total."""
+    """The faces of one image and how long each stage took (ms, keys :data:`STAGES`)."""
 
     faces: list[Face] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    time_s: float | None = None  # the frame's time in its video, as given to ``process``
+
+
+@dataclass(frozen=True)
+class FaceFilter:
+    """Drops detections that are probably not faces: too small, or too unsure.
+
+    ``min_size``: pixels of the box's shorter side, in the image given to the pipeline (0 keeps all).
+    ``min_score``: the detector's 0..1 confidence (0 keeps all); its scale differs between detectors.
+    """
+
+    min_size: int = 0
+    min_score: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.min_size < 0:
+            raise ValueError(f"the minimum face size must be 0 or more pixels, got {self.min_size}")
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"the detection score threshold must be between 0 and 1, got {self.min_score}")
+
+    def keep(self, detections: list[Detection]) -> list[Detection]:
+        if not self.min_size and not self.min_score:
+            return detections
+        return [d for d in detections
+                if min(d.box[2], d.box[3]) >= self.min_size and d.score >= self.min_score]
 
 
 class Pipeline:
-    """Detect faces, optionally level their eyes, and classify all of them in one batched call."""
+    """Detect faces, filter them, optionally level their eyes, classify all in one batched call, track.
 
-    def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, align: bool = False) -> None:
+    ``classifier`` None: detection only. ``tracker`` None: no track ids (photos).
+    """
+
+    def __init__(self, detector: FaceDetector, classifier: EmotionClassifier | None, align: bool = False,
+                 tracker: FaceTracker | None = None, face_filter: FaceFilter | None = None) -> None:
         self.detector = detector
         self.classifier = classifier
         self.align = align
+        self.tracker = tracker
+        self.face_filter = face_filter or FaceFilter()
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return self.classifier.labels
+        """The model's class names; () without a model."""
+        return self.classifier.labels if self.classifier is not None else ()
 
-    def process(self, image_bgr: np.ndarray) -> FrameResult:
-        """Label every face of one BGR image."""
+    def process(self, image_bgr: np.ndarray, time_s: float | None = None) -> FrameResult:
+        """Every face of one BGR image, labelled (and tracked, with a tracker); ``time_s`` is passed on."""
         start = time.perf_counter()
-        detections = self.detector.detect(image_bgr)
+        detections = self.face_filter.keep(self.detector.detect(image_bgr))
         detected = time.perf_counter()
-        detections, crops = self._crops(image_bgr, detections)
-        aligned = time.perf_counter()
-        probabilities = self.classifier.predict(crops)
-        classified = time.perf_counter()
-
-        labels = self.classifier.labels
-        faces = []
-        for det, row in zip(detections, probabilities):
-            best = int(np.argmax(row))
-            faces.append(Face(
-                box=tuple(int(v) for v in det.box),  # type: ignore[arg-type]
-                label=labels[best],
-                score=float(row[best]),
-                probabilities={name: float(p) for name, p in zip(labels, row)},
-                landmarks=det.landmarks,
-            ))
+        faces: list[Face] = []
+        aligned = classified = detected
+        if self.classifier is not None:
+            detections, crops = self._crops(image_bgr, detections)
+            aligned = time.perf_counter()
+            probabilities = self.classifier.predict(crops)
+            classified = time.perf_counter()
+            labels = self.classifier.labels
+            for det, row in zip(detections, probabilities):
+                best = int(np.argmax(row))
+                faces.append(Face(
+                    box=_int_box(det.box), label=labels[best], score=float(row[best]),
+                    probabilities={name: float(p) for name, p in zip(labels, row)},
+                    landmarks=det.landmarks, detection_score=float(det.score)))
+        else:  # no model: the user still sees where the faces are
+            faces = [Face(box=_int_box(d.box), label="", score=float(d.score), probabilities={},
+                          landmarks=d.landmarks, detection_score=float(d.score)) for d in detections]
+        if self.tracker is not None:
+            faces = self.tracker.update(faces)
         end = time.perf_counter()
         timings = {
             "detect": (detected - start) * 1000.0,
             "align": (aligned - detected) * 1000.0,
             "classify": (classified - aligned) * 1000.0,
+            "track": (end - classified) * 1000.0 if self.tracker is not None else 0.0,
             "total": (end - start) * 1000.0,
         }
-        return FrameResult(faces=faces, timings=timings)
+        return FrameResult(faces=faces, timings=timings, time_s=time_s)
 
     def _crops(self, image_bgr: np.ndarray,
                detections: list[Detection]) -> tuple[list[Detection], list[np.ndarray]]:
@@ -101,12 +153,18 @@ class Pipeline:
             return [], []
         if not self.align:
             return detections, [crop_face(image_bgr, d.box) for d in detections]
+        assert self.classifier is not None
         detections = list(detections)
         missing = [i for i, d in enumerate(detections) if d.landmarks is None]
         for i, det in zip(missing, find_landmarks(image_bgr, [detections[i] for i in missing])):
             detections[i] = det
         size = self.classifier.spec.input_size
         return detections, [align_face(image_bgr, d, size) for d in detections]
+
+
+def _int_box(box: tuple[float, ...] | tuple[int, ...]) -> Box:
+    x, y, w, h = (int(v) for v in box)
+    return x, y, w, h
 
 
 def build_pipeline(
@@ -117,11 +175,18 @@ def build_pipeline(
     trust: bool = False,
     labels: list[str] | tuple[str, ...] | None = None,
     normalization: str | None = None,
+    *,
+    min_face_size: int = 0,
+    min_score: float = 0.0,
+    track: bool = False,
 ) -> Pipeline:
     """Load a model (``None``: the bundled default) and a detector (a name or an instance) into a Pipeline.
 
-    Call it in the thread that will run the pipeline: the model is built and traced there.
+    ``min_face_size``/``min_score`` set its :class:`FaceFilter`; ``track`` gives it a fresh
+    :class:`FaceTracker` (for the frames of one video). Call it in the thread that will run the pipeline:
+    the model is built and traced there. Raises ModelLoadError, DetectorError or ValueError (bad filter).
     """
+    face_filter = FaceFilter(int(min_face_size), float(min_score))
     path = model_path if model_path is not None else default_model_path()
     if path is None:
         raise ModelLoadError("no model given and no default model is bundled; choose a model file "
@@ -131,4 +196,5 @@ def build_pipeline(
         raise DetectorError("alignment needs dlib and face_recognition (for the eye landmarks), which are "
                             "not installed; install them or turn alignment off.")
     loaded = load_model(path, trust=trust, labels=labels, normalization=normalization)
-    return Pipeline(face_detector, EmotionClassifier(loaded, tta=tta), align=align)
+    return Pipeline(face_detector, EmotionClassifier(loaded, tta=tta), align=align,
+                    tracker=FaceTracker() if track else None, face_filter=face_filter)
