@@ -60,21 +60,12 @@ class Dataset:
     split_names: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
-class DatasetSummary:
-    """Class counts per split, cheap to compute (for the training dialog's chart)."""
-
-    labels: tuple[str, ...]
-    counts: dict[str, list[int]]
-    kind: str
-
-
 def is_fer2013_csv(path: str | os.PathLike[str]) -> bool:
     name = Path(path).name.lower()
     return name.endswith(".csv") or name.endswith(".csv.gz")
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def open_text(path: Path) -> io.TextIOBase:
     if path.name.lower().endswith(".gz"):
         return gzip.open(path, "rt", encoding="utf-8", newline="")  # type: ignore[return-value]
     return open(path, "rt", encoding="utf-8", newline="")
@@ -85,7 +76,7 @@ def _read_fer_lines(path: Path) -> tuple[list[str], list[str]]:
     if not path.is_file():
         raise DatasetError(f"{path}: no such file.")
     try:
-        with _open_text(path) as handle:
+        with open_text(path) as handle:
             text = handle.read()
     except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as exc:
         raise DatasetError(f"{path}: cannot read the CSV ({exc}). Is the file complete and a (gzipped) CSV?") from exc
@@ -380,26 +371,3 @@ def load_split(
     raw = load_fer2013(p, splits=[split])
     data = _resize_split(raw[split], input_size, channels)
     return data.images, data.labels, FER2013_LABELS
-
-
-def describe_dataset(path: str | os.PathLike[str]) -> DatasetSummary:
-    """Class counts per split without decoding any image (FER2013 rows are only split, not parsed)."""
-    p = Path(path)
-    if p.is_dir():
-        layout = folder_layout(p)
-        base = layout.get("train", layout.get("all", {}))
-        labels = tuple(sorted(base))
-        counts = {split: [len(classes.get(name, [])) for name in labels] for split, classes in layout.items()}
-        return DatasetSummary(labels=labels, counts=counts, kind="folder")
-    if not is_fer2013_csv(p):
-        raise DatasetError(f"{p}: choose a FER2013 .csv/.csv.gz file or a folder with one sub-folder per class.")
-    _, lines = _read_fer_lines(p)
-    counts = {name: [0] * len(FER2013_LABELS) for name in FER2013_SPLITS}
-    for number, line in enumerate(lines, start=2):
-        first, last = line.find(","), line.rfind(",")
-        emotion, usage = line[:first].strip(), line[last + 1:].strip()
-        if usage not in counts or not emotion.isdigit() or int(emotion) >= len(FER2013_LABELS):
-            raise DatasetError(f"{p}, line {number}: malformed row (emotion {emotion!r}, Usage {usage!r}).")
-        counts[usage][int(emotion)] += 1
-    return DatasetSummary(labels=FER2013_LABELS,
-                          counts={k: v for k, v in counts.items() if sum(v)}, kind="fer2013")

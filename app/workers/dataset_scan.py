@@ -1,6 +1,6 @@
 """Read a data set's classes and counts per split off the GUI thread.
 
-Reading the full FER2013 CSV takes seconds, so :func:`app.core.datasets.describe_dataset` runs in the global
+Reading the full FER2013 CSV takes seconds, so :func:`app.core.dataset_summary.describe_dataset` runs in the global
 thread pool. Each scan carries a request id: a window that has since asked about another path ignores the
 stale answer instead of cancelling a read that cannot be interrupted anyway.
 """
@@ -33,7 +33,7 @@ class DatasetScanTask(QRunnable):
     def run(self) -> None:
         # An exception escaping a QRunnable.run() aborts the whole application under PyQt5, so catch all.
         try:
-            from app.core.datasets import describe_dataset
+            from app.core.dataset_summary import describe_dataset
             from app.core.errors import FerStudioError
 
             try:

@@ -8,6 +8,7 @@ predictor (through face_recognition) for a box from any detector; they are compu
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import warnings
@@ -241,10 +242,18 @@ def create_detector(name: str = DEFAULT_DETECTOR, **options: Any) -> FaceDetecto
         raise DetectorError(f"bad option for the {key} detector: {exc}") from exc
 
 
+def _missing_libraries() -> list[str]:
+    """The libraries the dlib detectors need that are not installed (looked up, not imported)."""
+    return [module for module in ("dlib", "face_recognition", "face_recognition_models")
+            if importlib.util.find_spec(module) is None]
+
+
 def detector_available(name: str) -> str | None:
     """None when the detector can run here, else a sentence saying why not (for greying out a menu).
 
-    ``"landmarks"`` asks about the 5-point landmarks that alignment needs.
+    ``"landmarks"`` asks about the 5-point landmarks that alignment needs. Only looks for the libraries
+    (importlib.util.find_spec), never imports them: importing dlib and loading its models takes seconds,
+    which the GUI thread must not spend at start-up; the worker imports them when it first detects.
     """
     if name == "haar":
         return None
@@ -252,10 +261,11 @@ def detector_available(name: str) -> str | None:
         name = "hog"  # same libraries
     if name not in _FACTORIES:
         return f"unknown detector {name!r}"
-    try:
-        _face_recognition()
-    except DetectorError as exc:
-        return str(exc)
+    missing = _missing_libraries()
+    if missing:
+        return (f"this detector needs dlib and face_recognition, which are not installed (missing: "
+                f"{', '.join(missing)}). Install them (pip install dlib face_recognition) or use the "
+                "'haar' detector.")
     return None
 
 
