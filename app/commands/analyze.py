@@ -54,10 +54,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 class _Output:
     """Progress and results on the terminal, as plain lines, or as JSON lines (``--events jsonl``)."""
 
-    def __init__(self, events: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+    def __init__(self, events: bool, out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.events = events
-        self.out, self.err = out, err
-        self.tty = not events and err.isatty()
+        self.out, self.err = out or sys.stdout, err or sys.stderr
+        self.tty = not events and self.err.isatty()
         self._last = 0.0
         self._bar_shown = False
 
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
                 failures += 1
                 output.failure(name, str(exc))
                 continue
-            except Exception as exc:  # noqa: BLE001 - one broken video must not end the batch
+            except Exception as exc:  # one broken video must not end the batch
                 logger.debug("unexpected error on %s", path, exc_info=True)
                 failures += 1
                 output.failure(name, f"{name}: unexpected {type(exc).__name__}: {exc}")

@@ -37,7 +37,7 @@ def frames() -> list[np.ndarray]:
             raise SystemExit(f"missing {HERE / name}")
         for i in range(count):
             t = i / max(1, count - 1)
-            x, y, w, h = (int(round(a + (b - a) * t)) for a, b in zip(start, end))
+            x, y, w, h = (round(a + (b - a) * t) for a, b in zip(start, end))
             out.append(cv2.resize(photo[y:y + h, x:x + w], SIZE, interpolation=cv2.INTER_AREA))
     return out
 
