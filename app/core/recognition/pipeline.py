@@ -135,7 +135,7 @@ class Pipeline:
             faces = [Face(box=_int_box(d.box), label="", score=float(d.score), probabilities={},
                           landmarks=d.landmarks, detection_score=float(d.score)) for d in detections]
         if self.tracker is not None:
-            faces = self.tracker.update(faces)
+            faces = self.tracker.update(faces, image_bgr)  # the frame lets it re-identify people
         end = time.perf_counter()
         timings = {
             "detect": (detected - start) * 1000.0,

@@ -163,7 +163,8 @@ class FaceTracker:
         """
         boxes: list[Box] = [tuple(int(v) for v in f.box) for f in faces]  # type: ignore[attr-defined,misc]
         matched = self._match(boxes)
-        use_reid = image is not None and self.reid and self._encoder_ready()
+        # The encoder (dlib's models, about a second to load) is created only when a face needs it.
+        use_reid = image is not None and self.reid and not self._encoder_failed
         cut = False
         if use_reid:
             signature = scene_signature(image)  # type: ignore[arg-type]
@@ -195,8 +196,11 @@ class FaceTracker:
             elif track.track_id == 0:
                 track.track_id = self.people.new_number()
             tracks.append(track)
-        if doubtful:
+        if doubtful and self._encoder_ready():
             self._identify(image, boxes, tracks, doubtful, raw)  # type: ignore[arg-type]
+        for track in tracks:
+            if track.track_id == 0:  # in doubt, but no encoder could be loaded
+                track.track_id = self.people.new_number()
 
         out: list[FaceT] = [self._apply(face, track) for face, track in zip(faces, tracks)]
         current = {id(t) for t in tracks}
