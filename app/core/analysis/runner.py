@@ -94,13 +94,16 @@ def analyze_video(path: str | Path, out_parent: str | Path, pipeline: Any, optio
     """Analyse one video file into a new folder under ``out_parent``.
 
     Raises SourceError (not a video, no frames, undecodable) or OutputError (folder not writable)
-    before anything is written. ``pipeline`` needs ``process(image) -> result with .faces`` and
-    ``labels``; ``draw`` renders the annotated video (default: the overlay renderer).
+    before anything is written. ``pipeline`` is a :class:`~app.core.recognition.pipeline.Pipeline`;
+    its ``tracker`` is replaced by ``tracker`` (default: a new re-identifying one) for this video.
+    ``draw`` renders the annotated video (default: the overlay renderer).
     """
     info = probe_video(path)
     folder = new_folder(out_parent, info.path.stem)
     stop = stop or threading.Event()
+    # A fresh tracker per video, without smoothing: the CSV keeps each frame's own probabilities.
     tracker = tracker or FaceTracker(smoothing=False, reid=options.reid)
+    pipeline.tracker = tracker
     labels = tuple(pipeline.labels)
     faces_csv = FacesCsv(folder / "faces.csv", labels)
     annotated: AnnotatedVideo | None = None
@@ -122,9 +125,7 @@ def analyze_video(path: str | Path, out_parent: str | Path, pipeline: Any, optio
             if stop.is_set():  # frames already decoded ahead are not analysed after a stop
                 break
             last_index = decoded.index
-            result = pipeline.process(decoded.image)
-            faces = tracker.update(result.faces, decoded.image) if tracker.reid else \
-                tracker.update(result.faces)
+            faces = pipeline.process(decoded.image, decoded.time_s).faces
             faces_csv.write(decoded.index, decoded.time_s, faces)
             summary.add(decoded.index, decoded.time_s, decoded.image, faces)
             if annotated is not None:
