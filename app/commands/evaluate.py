@@ -28,7 +28,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="folder for the JSON report and confusion PNG "
                                       "(default: next to the model, named after model, data and split)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON (only JSON on stdout)")
-    parser.add_argument("--tta", action="store_true", help="average each face with its mirror image")
+    parser.add_argument("--tta", nargs="?", const="flip", default=None, choices=("none", "flip", "crops"),
+                        help="test-time augmentation: flip (also when given bare) averages each face with its "
+                             "mirror image, crops the ten-crop views; default: the model's own (its card's)")
     parser.add_argument("--trust-model", action="store_true",
                         help="load a model that embeds Python code (Lambda layers); only for trusted files")
     parser.add_argument("--batch-size", type=int, default=256,
@@ -83,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         # Accept "privatetest" for "PrivateTest": the CSV's Usage values are the only FER2013 split names.
         split = {name.lower(): name for name in FER2013_SPLITS}.get(split.lower(), split)
 
-    x, y_data, data_labels = load_split(data_path, split, spec.input_size, spec.channels)
+    tta = args.tta or spec.tta
+    # Read at the size the classifier cuts its views from (crop-trained models: the larger face).
+    x, y_data, data_labels = load_split(data_path, split, spec.crop_from or spec.input_size, spec.channels)
     if len(y_data) == 0:
         raise DatasetError(f"{data_path}: split {split!r} holds no readable images.")
     keep, y, alignment = align_labels(y_data, data_labels, spec.labels)
@@ -100,13 +104,13 @@ def run(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: exists and is not a folder; choose another --out.")
     logger.info("scoring %d images of %s/%s", len(y), data_path, split)
-    probs = predict_array(loaded, x, batch_size=args.batch_size, tta=args.tta)
+    probs = predict_array(loaded, x, batch_size=args.batch_size, tta=tta)
     meta = {
         "model": model_path.name,
         "model_path": str(model_path),
         "data": str(data_path),
         "split": split,
-        "tta": bool(args.tta),
+        "tta": tta,
         "class_mapping": {name: (spec.labels[i] if i is not None else None)
                           for name, i in alignment.mapping.items()},
         "skipped_classes": list(alignment.unmatched),
@@ -124,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
     else:
         print(f"{model_path.name} on {data_path.name} [{split}], {report.num_samples} images"
-              f"{' (flip TTA)' if args.tta else ''}")
+              f"{f' ({tta} TTA)' if tta != 'none' else ''}")
         print(report.format_table())
         print(f"wrote {json_path}")
         print(f"wrote {png_path}")

@@ -204,60 +204,34 @@ def align_labels(
 # ---------------------------------------------------------------------------------------------- inference
 
 
-def prepare_batch(
-    x: np.ndarray, input_size: tuple[int, int], channels: int, normalization: str
-) -> np.ndarray:
-    """uint8 images (N,H,W) or (N,H,W,C) -> float32 (N,h,w,channels) as the model expects."""
-    import cv2
-
-    from app.core.model_io import normalise_pixels
-
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4:
-        raise ValueError(f"expected images shaped (N,H,W) or (N,H,W,C), got {x.shape}")
-    h, w = input_size
-    if x.shape[1:3] != (h, w):
-        resized = [cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA) for img in x]
-        x = np.stack([r if r.ndim == 3 else r[..., None] for r in resized])
-    if x.shape[3] != channels:
-        if channels == 1 and x.shape[3] == 3:
-            # Images here are RGB (data set loaders convert), so use the RGB weights.
-            x = np.round(x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
-        elif channels == 3 and x.shape[3] == 1:
-            x = np.repeat(x, 3, axis=3)
-        else:
-            raise ValueError(f"cannot turn {x.shape[3]}-channel images into {channels}-channel ones")
-    return normalise_pixels(x, normalization)
-
-
 def predict_array(
     loaded_model: Any,
     x_uint8: np.ndarray,
     batch_size: int = 256,
-    tta: bool = False,
+    tta: bool | str = False,
     progress: Callable[[int, int], None] | None = None,
+    calibrated: bool = True,
 ) -> np.ndarray:
-    """Run a ``LoadedModel`` over uint8 images in batches; returns (N, K) float32 probabilities.
+    """Run a ``LoadedModel`` over uint8 data-set images (grey or RGB) in batches; returns (N, K) float32
+    probabilities.
 
-    Images are resized / converted to the model's input spec if needed and normalised per its spec.
-    With ``tta`` the scores of each image and its mirror image are averaged. ``progress(done, total)``
-    is called after each batch.
+    This is the app's own path: ``EmotionClassifier`` resizes, crops, normalises and applies the test-time
+    augmentation (``tta``: False/"none", True/"flip", "crops") and the model's temperature (unless
+    ``calibrated`` is False). ``progress(done, total)`` is called after each batch.
     """
+    from app.core.recognition.classifier import EmotionClassifier
+
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    spec = loaded_model.spec
-    model = loaded_model.model
-    n = len(x_uint8)
-    out = np.zeros((n, spec.num_classes), np.float32)
+    x = np.asarray(x_uint8)
+    if x.ndim not in (3, 4):
+        raise ValueError(f"expected images shaped (N,H,W) or (N,H,W,C), got {x.shape}")
+    classifier = EmotionClassifier(loaded_model, tta=tta, warm_up=False, calibrated=calibrated)
+    n = len(x)
+    out = np.zeros((n, loaded_model.spec.num_classes), np.float32)
     for start in range(0, n, batch_size):
-        batch = prepare_batch(x_uint8[start:start + batch_size], spec.input_size, spec.channels,
-                              spec.normalization)
-        scores = np.asarray(model.predict_on_batch(batch), np.float32)
-        if tta:
-            flipped = np.ascontiguousarray(batch[:, :, ::-1, :])
-            scores = (scores + np.asarray(model.predict_on_batch(flipped), np.float32)) / 2.0
-        out[start:start + len(batch)] = scores
+        chunk = x[start:start + batch_size]
+        out[start:start + len(chunk)] = classifier.predict(list(chunk), rgb=True)
         if progress is not None:
             progress(min(start + batch_size, n), n)
     return out
@@ -312,7 +286,7 @@ def evaluate_model(
     y_true: np.ndarray,
     *,
     batch_size: int = 256,
-    tta: bool = False,
+    tta: bool | str = False,
     meta: dict[str, Any] | None = None,
 ) -> EvaluationReport:
     """``predict_array`` then ``evaluate_predictions`` against the model's own labels (y indexes them)."""

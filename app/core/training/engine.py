@@ -411,16 +411,30 @@ def _resume(path: Path, config: TrainConfig) -> tuple[Any, Any, int, float, int 
 
 def _final_report(best_path: Path, val: Split, labels: tuple[str, ...], out: Path, sink: EventSink,
                   split_name: str = "val") -> dict | None:
-    """Score the best checkpoint on the validation split; writes report.json and report_confusion.png."""
-    from app.core.evaluation import evaluate_model, write_report
+    """Score the best checkpoint on the validation split with its own test-time augmentation (ten-crop for
+    crop-trained models, flip otherwise), fit its temperature there and record both in best.h5; writes
+    report.json, report_confusion.png, calibration.json and calibration_reliability.png."""
+    from app.core.calibration import calibrate, store_temperature, write_calibration
+    from app.core.evaluation import evaluate_predictions, predict_array, write_report
     from app.core.model_io import load_model
 
     loaded = load_model(best_path)
-    report = evaluate_model(loaded, val.images, val.labels, meta={"model": best_path.name, "split": split_name})
+    tta = "crops" if loaded.spec.crop_from else "flip"
+    raw = predict_array(loaded, val.images, tta=tta, calibrated=False)
+    calibration = calibrate(raw, val.labels)
+    store_temperature(best_path, calibration.temperature, tta,
+                      {"split": split_name, "samples": calibration.samples, "ece_before": calibration.ece_before,
+                       "ece_after": calibration.ece_after})
+    write_calibration(calibration, out, title=f"{best_path.name} on {split_name} ({tta} TTA)")
+    report = evaluate_predictions(val.labels, raw, loaded.spec.labels,
+                                  meta={"model": best_path.name, "split": split_name, "tta": tta,
+                                        "temperature": calibration.temperature,
+                                        "ece_before": calibration.ece_before, "ece_after": calibration.ece_after})
     json_path, png_path = write_report(report, out, stem="report")
     data = report.to_dict()
     sink.emit("report", path=json_path, confusion_png=png_path, accuracy=data["accuracy"], macro_f1=data["macro_f1"],
-              per_class=data.get("per_class"))
+              per_class=data.get("per_class"), tta=tta, temperature=calibration.temperature,
+              ece_before=calibration.ece_before, ece_after=calibration.ece_after)
     return data
 
 
