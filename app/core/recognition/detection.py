@@ -27,15 +27,24 @@ Box = tuple[int, int, int, int]  # x, y, width, height
 
 DETECTORS: tuple[str, ...] = ("haar", "hog", "cnn")
 
-#: Chosen by measurement (bench/detectors.py): Haar finds the faces the reference photos require
-#: (2, 1 and 9 of 12_angry_men.jpg) and is the cheapest per 640x480 frame; HOG costs more per frame and
-#: needs 1280+ pixels to find small faces; the CNN takes seconds per frame without a GPU.
-DEFAULT_DETECTOR = "haar"
+#: Chosen by measurement (bench/detectors.py, 2 shared CPU cores): on 175 real faces (the five photos in
+#: ../shared/media, portraits cut from them, turned 20 degrees, cut at the edge, RGBA, dark, and FER2013
+#: expressions) dlib's HOG found 78 % as photos against Haar's 65 % (turned 82 vs 42 %, cut at the edge 50
+#: vs 0 %), and 70-71 % against 62-67 % with each image fitted into a 640x480 frame searched at the live
+#: sizes, at less time per video frame (15 / 32 ms at 320 / 480 px against 20 / 44 ms). Haar is better
+#: only on faces too small for HOG's 80-pixel window (a group far away in a live frame): pick it, or a
+#: larger video size, for those. dlib's CNN takes seconds per photo without a GPU.
+DEFAULT_DETECTOR = "hog"
 
-#: Options for live video, per detector: ``create_detector(name, **VIDEO_OPTIONS.get(name, {}))``.
-#: Haar at 320 pixels finds faces from 48 pixels of a 640x480 frame (every frame of the reference video)
-#: in about half the time per frame; photos keep the defaults, which need more resolution for small faces.
-VIDEO_OPTIONS: dict[str, dict[str, Any]] = {"haar": {"max_side": 320}}
+#: Long side, in pixels, of the copy of each live frame that is searched for faces (the window's "Video
+#: detection" box; photos use each detector's own size). HOG at 480 finds faces from about 107 pixels of a
+#: 640x480 frame (a face at arm's length from a webcam) in ~30 ms; 320 is twice as fast but needs 160.
+DEFAULT_VIDEO_SIZE = 480
+VIDEO_SIZES: tuple[int, ...] = (320, 480, 640, 0)
+
+#: Options for live video, per detector: ``create_detector(name, **VIDEO_OPTIONS.get(name, {}))`` searches
+#: a frame as the camera worker does by default.
+VIDEO_OPTIONS: dict[str, dict[str, Any]] = {name: {"max_side": DEFAULT_VIDEO_SIZE} for name in ("haar", "hog", "cnn")}
 
 _HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 
@@ -118,7 +127,7 @@ def _rgb(image_bgr: np.ndarray, scale: float) -> np.ndarray:
 
 
 class HaarDetector(_ScaledDetector):
-    """OpenCV's Haar cascade (frontal faces): fast on a CPU, the default for live video.
+    """OpenCV's Haar cascade (frontal faces): finds small faces, but misses turned and cut-off ones.
 
     The defaults were tuned on the reference photos and video (bench/detectors.py): the whole image is
     searched at 480 pixels on its longer side for faces of 24 pixels and up (a 640x480 frame: faces from
@@ -171,7 +180,7 @@ def _face_recognition() -> Any:
 
 
 class HogDetector(_ScaledDetector):
-    """dlib's HOG + linear SVM detector: few false faces, a little slower than Haar at 640x480.
+    """dlib's HOG + linear SVM detector, the default: finds turned and cut-off faces, few false ones.
 
     Its window is 80 pixels, so small faces need resolution: photos are searched at up to 1600 pixels
     on the longer side (``upsample=1`` doubles the resolution again, at four times the cost).

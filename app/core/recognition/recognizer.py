@@ -21,16 +21,19 @@ from typing import Any
 import numpy as np
 
 from app.core.errors import ModelLoadError
-from app.core.recognition.detection import DEFAULT_DETECTOR, FaceDetector, create_detector
+from app.core.recognition.detection import (
+    DEFAULT_DETECTOR,
+    DEFAULT_VIDEO_SIZE,
+    VIDEO_SIZES,
+    FaceDetector,
+    create_detector,
+)
 from app.core.recognition.pipeline import Face, FaceFilter, FrameResult, Pipeline
 from app.core.recognition.tracking import FaceTracker
 
 logger = logging.getLogger(__name__)
 
-#: Long side, in pixels, of the copy of each live frame that is searched for faces (see set_video_size).
-#: Measured with bench/detectors.py: see DEFAULT_DETECTOR in detection.py.
-DEFAULT_VIDEO_SIZE = 480
-VIDEO_SIZES: tuple[int, ...] = (320, 480, 640, 0)
+__all__ = ["DEFAULT_VIDEO_SIZE", "VIDEO_SIZES", "ModelInfo", "Recognizer"]
 
 
 @dataclass(frozen=True)
