@@ -84,6 +84,35 @@ def test_resume_continues_from_last_epoch(trained_run, fer_sample):
     assert read_spec(out / "last.keras").info["epoch"] == 3
 
 
+def test_resume_keeps_the_runs_settings_and_follows_the_schedule_of_the_new_length(tmp_path, fer_sample):
+    from app.core.training.callbacks import cosine_learning_rate
+
+    out = tmp_path / "out"
+    first = subprocess.run(
+        [sys.executable, "-m", "app.cli", "train", str(fer_sample), "--out", str(out), "--epochs", "1",
+         "--batch-size", "32", "--mixup", "0.3", "--label-smoothing", "0.1", "--optimizer", "sgd", "--lr", "0.02",
+         "--events", "jsonl"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    # neither the data nor the settings are typed again: the run's config.json has them
+    second = subprocess.run(
+        [sys.executable, "-m", "app.cli", "train", "--resume", str(out), "--epochs", "3", "--events", "jsonl"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["mixup"] == 0.3 and config["label_smoothing"] == 0.1 and config["optimizer"] == "sgd"
+    assert config["epochs"] == 3 and config["resume"] == str(out)
+    events = _events(second.stdout)
+    start = events[0]
+    assert start["initial_epoch"] == 1
+    ends = [e for e in events if e["event"] == "epoch_end"]
+    assert [e["epoch"] for e in ends] == [2, 3]
+    steps = start["steps_per_epoch"]
+    # the rate of the last step of epoch 2 is that of a 3-epoch schedule, not the floor of the 1-epoch one
+    expected = cosine_learning_rate(2 * steps - 1, 0.02, 3, steps)
+    assert ends[0]["metrics"]["learning_rate"] == pytest.approx(expected, rel=1e-4)
+    assert expected > 0.02 * 0.1
+
+
 def test_sigint_stops_after_batch_and_keeps_best_checkpoint(tmp_path, fer_sample):
     out = tmp_path / "out"
     proc = subprocess.Popen(

@@ -1,0 +1,156 @@
+"""Fast training: fused batch norm equals the stock layer, precision choice, stock-only saved files,
+one-warp augmentation with random crops, and the per-step cosine schedule."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from app.core.model_io import load_model
+from app.core.training import fast_layers
+from app.core.training.architectures import build_model
+from app.core.training.augment import Augmentation, augment_batch_np, augment_batch_tf, center_crop
+from app.core.training.callbacks import cosine_learning_rate
+from app.core.training.fast_layers import float32_copy, resolve_precision, use_fused_batch_norm
+
+DATA = Path(__file__).parent / "data" / "fer2013_sample.csv.gz"
+
+
+def _pair(shape: tuple[int, ...], seed: int = 0) -> tuple[keras.layers.Layer, keras.layers.Layer]:
+    rng = np.random.default_rng(seed)
+    stock, fused = keras.layers.BatchNormalization(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
+    stock.build(shape)
+    fused.build(shape)
+    weights = [rng.normal(1.0, 0.3, w.shape).astype(np.float32) for w in stock.get_weights()]
+    weights[3] = np.abs(weights[3])  # a variance
+    stock.set_weights(weights)
+    fused.set_weights(weights)
+    assert use_fused_batch_norm(keras.Sequential([keras.Input(shape[1:]), fused])) == 1
+    return stock, fused
+
+
+@pytest.mark.parametrize("shape", [(16, 6, 6, 8), (32, 24)])
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_batch_norm_equals_the_stock_layer(shape: tuple[int, ...], training: bool) -> None:
+    stock, fused = _pair(shape)
+    x = tf.constant(np.random.default_rng(1).normal(2.0, 3.0, shape).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y_stock, y_fused = stock(x, training=training), fused(x, training=training)
+        loss_stock = tf.reduce_sum(y_stock * y_stock * 0.1 + y_stock)
+        loss_fused = tf.reduce_sum(y_fused * y_fused * 0.1 + y_fused)
+    np.testing.assert_allclose(y_fused, y_stock, atol=2e-5)
+    np.testing.assert_allclose(tape.gradient(loss_fused, x), tape.gradient(loss_stock, x), atol=2e-5)
+    np.testing.assert_allclose(tape.gradient(loss_fused, fused.gamma), tape.gradient(loss_stock, stock.gamma),
+                               rtol=1e-4, atol=1e-3)
+    for a, b in zip(fused.get_weights(), stock.get_weights()):  # moving mean and variance updated alike
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    if training:
+        assert not np.allclose(stock.moving_mean.numpy(), _pair(shape)[0].moving_mean.numpy())
+
+
+def test_fused_model_trains_to_the_same_weights_and_saves_stock_layers(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 48, 48, 1)).astype(np.float32)
+    y = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 8)]
+    models = []
+    for fuse in (False, True):
+        keras.utils.set_random_seed(3)
+        model = build_model("mini_xception", (48, 48, 1), 7)
+        if fuse:
+            assert use_fused_batch_norm(model) == sum(isinstance(l, keras.layers.BatchNormalization)
+                                                      for l in model.layers)
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy")
+        for _ in range(3):
+            model.train_on_batch(x, y)
+        models.append(model)
+    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    path = tmp_path / "fused.keras"
+    models[1].save(path)
+    config = json.loads(zipfile.ZipFile(path).read("config.json"))
+    classes = {layer["class_name"] for layer in config["config"]["layers"]}
+    assert "BatchNormalization" in classes
+    assert all(layer["module"].startswith("keras") for layer in config["config"]["layers"])
+    reloaded = keras.models.load_model(path, safe_mode=True)  # no custom objects needed
+    np.testing.assert_allclose(reloaded.predict_on_batch(x), models[1].predict_on_batch(x), atol=1e-5)
+
+
+def test_precision_auto_follows_hardware_and_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast_layers, "hardware_bf16", lambda: "avx512_bf16")
+    assert resolve_precision("auto", "vgg")[0] == "bfloat16"
+    assert resolve_precision("auto", "mini_xception")[0] == "float32"  # separable convs gain nothing
+    monkeypatch.setattr(fast_layers, "hardware_bf16", lambda: None)
+    assert resolve_precision("auto", "vgg")[0] == "float32"
+    assert resolve_precision("bfloat16", "mini_xception")[0] == "bfloat16"
+    with pytest.raises(ValueError, match="--precision"):
+        resolve_precision("fp8", "vgg")
+
+
+def test_float32_copy_of_a_bfloat16_model_predicts_alike() -> None:
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = build_model("vgg", (44, 44, 1), 7, width=16)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+    copy = float32_copy(mixed)
+    assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+    x = np.random.default_rng(0).normal(size=(4, 44, 44, 1)).astype(np.float32)
+    np.testing.assert_allclose(copy.predict_on_batch(x), mixed.predict_on_batch(x), atol=0.02)
+
+
+def test_a_bfloat16_crop_run_saves_a_float32_stock_model_that_the_safe_loader_reads(tmp_path: Path) -> None:
+    from app.core.training.engine import TrainConfig, train
+
+    out = tmp_path / "run"
+    result = train(TrainConfig(data=str(DATA), out=str(out), arch="vgg", width=16, crop=40, epochs=1,
+                               batch_size=32, precision="bfloat16", optimizer="sgd", lr=0.01))
+    assert result.best_model is not None
+    with h5py.File(result.best_model) as h5:
+        config = json.loads(h5.attrs["model_config"])
+    assert "bfloat16" not in json.dumps(config)
+    loaded = load_model(result.best_model)
+    assert loaded.spec.input_size == (40, 40) and loaded.spec.crop_from == (48, 48)
+    assert loaded.spec.tta == "crops" and loaded.spec.temperature > 0
+    assert loaded.spec.info["precision"] == "bfloat16"
+    assert (out / "calibration_reliability.png").stat().st_size > 0
+    plain = keras.models.load_model(out / "last.keras", safe_mode=True)  # the training state is stock too
+    assert plain.input_shape == (None, 40, 40, 1)
+
+
+def test_one_warp_augmentation_agrees_between_tensorflow_and_numpy() -> None:
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 48, 48, 1)).astype(np.float32)
+    still = Augmentation(flip=False, rotation_deg=0.0, shift=0.0, zoom=0.0, crop=None)
+    np.testing.assert_allclose(augment_batch_tf(tf.constant(images), still).numpy(), images, atol=1e-5)
+    np.testing.assert_allclose(augment_batch_np(images, still, np.random.default_rng(0)), images, atol=1e-5)
+    cropped = Augmentation(flip=False, rotation_deg=0.0, shift=0.0, zoom=0.0, crop=(44, 44))
+    assert augment_batch_tf(tf.constant(images), cropped).shape == (4, 44, 44, 1)
+    assert augment_batch_np(images, cropped, np.random.default_rng(0)).shape == (4, 44, 44, 1)
+    moved = augment_batch_np(images, Augmentation.from_strength(1.0, (44, 44)), np.random.default_rng(1))
+    assert not np.allclose(moved, center_crop(images, (44, 44)))
+
+
+def test_center_crop() -> None:
+    images = np.arange(2 * 6 * 6).reshape(2, 6, 6, 1)
+    np.testing.assert_array_equal(center_crop(images, (4, 4)), images[:, 1:5, 1:5])
+    assert center_crop(images, None) is images
+    with pytest.raises(ValueError):
+        center_crop(images, (8, 8))
+
+
+def test_cosine_schedule_warms_up_decays_and_depends_only_on_the_position() -> None:
+    peak, epochs, steps = 0.1, 10, 100
+    rates = [cosine_learning_rate(step, peak, epochs, steps) for step in range(epochs * steps)]
+    assert rates[0] == 0.0 and max(rates) == pytest.approx(peak, rel=1e-3)
+    assert int(np.argmax(rates)) == 100  # warm-up: 10% of the run
+    assert rates[-1] == pytest.approx(peak * 0.01, rel=0.05)
+    # an extended run (--resume --epochs 20) is back above the old floor at the old end
+    assert cosine_learning_rate(999, peak, 20, steps) > 10 * rates[-1]
