@@ -3,6 +3,10 @@
 One CSV row per face per frame: time, frame, track id, box, label, score and one column per label's
 probability. Each frame's rows are flushed as they are written, so a crash loses nothing already written
 (this is why the CSV is written in place rather than to a temporary name renamed at the end).
+
+The annotated video never replaces a file silently: :func:`free_video_path` picks a name beside the CSV
+that is neither an existing file nor the source being recorded, and :class:`ResultRecorder` refuses an
+existing video unless told it may replace it (after the user was asked).
 """
 
 from __future__ import annotations
@@ -22,18 +26,51 @@ logger = logging.getLogger(__name__)
 BASE_COLUMNS: tuple[str, ...] = ("time_s", "frame", "track_id", "x", "y", "w", "h", "label", "score")
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def free_video_path(csv_path: str | os.PathLike[str], source: str | os.PathLike[str] | None = None,
+                    suffix: str = ".mp4") -> Path:
+    """``<csv stem>.mp4`` beside the CSV, or ``<stem>-2.mp4``, ``-3``... while that exists or is ``source``."""
+    base = Path(csv_path).with_suffix(suffix)
+    candidate, n = base, 1
+    while candidate.exists() or (source is not None and _same_file(candidate, Path(source))):
+        n += 1
+        candidate = base.with_name(f"{base.stem}-{n}{suffix}")
+    return candidate
+
+
+def check_outputs(csv_path: str | os.PathLike[str], video_path: str | os.PathLike[str] | None,
+                  source: str | os.PathLike[str] | None) -> None:
+    """Raise OutputError when the CSV or the video would be written over the source being recorded."""
+    if source is None:
+        return
+    for kind, path in (("CSV", csv_path), ("video", video_path)):
+        if path is not None and _same_file(Path(path), Path(source)):
+            raise OutputError(f"the recorded {kind} {path} would replace the video being recorded; "
+                              "choose another name.")
+
+
 class ResultRecorder:
     """Writes faces frame by frame; ``labels`` fixes the probability columns (``p_<label>``).
 
     ``video_path`` (optional) also writes each frame, drawn by ``annotate(image, faces) -> image``, with
-    OpenCV's mp4v codec at ``fps``.
+    OpenCV's mp4v codec at ``fps``. An existing video there is an OutputError unless ``overwrite_video``.
     """
 
     def __init__(self, csv_path: str | os.PathLike[str], labels: Sequence[str], *,
                  video_path: str | os.PathLike[str] | None = None, fps: float = 30.0,
-                 annotate: Callable[[np.ndarray, Sequence[Any]], np.ndarray] | None = None) -> None:
+                 annotate: Callable[[np.ndarray, Sequence[Any]], np.ndarray] | None = None,
+                 overwrite_video: bool = False) -> None:
         self.csv_path = Path(csv_path)
         self.video_path = Path(video_path) if video_path else None
+        if self.video_path is not None and self.video_path.exists() and not overwrite_video:
+            raise OutputError(f"{self.video_path} exists already; choose another name for the annotated video "
+                              "(it is never replaced without asking).")
         self.labels = tuple(labels)
         self.fps = fps if fps > 0 else 30.0
         self._annotate = annotate

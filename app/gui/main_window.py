@@ -1,8 +1,11 @@
 """The main window: live video / photo recognition, model picker, live charts, snapshot and recording.
 
-The form is ui/main_window.ui (layout only), loaded with ``uic.loadUi``; every signal is connected here and
-slots are named ``_on_<widget>_<signal>``. All recognition runs in :class:`CameraWorker`; this module
-only draws what the worker sends and forwards the user's choices to it.
+The form is ui/main_window.ui (layout only), loaded with ``uic.loadUi``; every signal is connected in
+Python and slots are named ``_on_<widget>_<signal>``. All recognition runs in :class:`CameraWorker`. The
+window owns the sources, the live frames and the recognition options; three small controllers, each given
+exactly the widgets and collaborators it uses, own the rest: :class:`ModelController` (model box, recent
+models, training dialog), :class:`PhotoController` (photos and batches) and :class:`OutputController`
+(snapshot, record).
 """
 
 from __future__ import annotations
@@ -10,46 +13,37 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from PyQt5 import uic
 from PyQt5.QtCore import QSettings, pyqtSignal
-from PyQt5.QtGui import QCloseEvent
+from PyQt5.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PyQt5.QtWidgets import QLabel, QMainWindow, QMessageBox, QVBoxLayout, QWidget
 
+from app.core.model_io import MODEL_SUFFIXES
+from app.core.package_data import bundled_file
+from app.core.recognition.recognizer import ModelInfo
 from app.core.sources import SourceSpec, list_cameras
 from app.gui.charts import EmotionTimeline, ProbabilityBars
 from app.gui.errors import show_error
-from app.gui.model_picker import NO_MODEL_TEXT, ModelMixin  # noqa: F401  (NO_MODEL_TEXT: re-exported)
-from app.gui.output import OutputMixin
-from app.gui.photos import PhotoMixin
+from app.gui.model_picker import NO_MODEL_TEXT, ModelController
+from app.gui.options import RecognitionOptions
+from app.gui.output import OutputController
+from app.gui.photos import PhotoController
 from app.gui.settings import AppSettings
-from app.gui.source_picker import SourcePicker
+from app.gui.source_picker import VIDEO_EXTENSIONS, SourcePicker
 from app.gui.video_view import VideoView, find_face, largest_face_key
 from app.workers.camera_worker import CameraWorker, FramePacket
-from app.workers.recognition import DEFAULT_VIDEO_SIZE, VIDEO_SIZES, ModelInfo
+
+__all__ = ["NO_MODEL_TEXT", "MainWindow"]
 
 logger = logging.getLogger(__name__)
 
-UI_FILE = Path(__file__).resolve().parents[2] / "ui" / "main_window.ui"
-DETECTORS: tuple[tuple[str, str], ...] = (
-    ("haar", "Haar (fast)"),
-    ("hog", "HOG (dlib)"),
-    ("cnn", "CNN (dlib, slow)"),
-)
+UI_FILE = bundled_file("ui", "main_window.ui")
 
 
-def _default_detector() -> str:
-    try:
-        from app.core.recognition.detection import DEFAULT_DETECTOR
-
-        return str(DEFAULT_DETECTOR)
-    except ImportError:
-        return "haar"
-
-
-class MainWindow(ModelMixin, PhotoMixin, OutputMixin, QMainWindow):
+class MainWindow(QMainWindow):
     """FER Studio's main window. ``model`` overrides the remembered model; ``settings`` is for tests."""
 
     cameras_found = pyqtSignal(list)
@@ -59,12 +53,9 @@ class MainWindow(ModelMixin, PhotoMixin, OutputMixin, QMainWindow):
         super().__init__()
         uic.loadUi(str(UI_FILE), self)
         self.settings = AppSettings(settings)
-        self.model_info: ModelInfo | None = None
-        self._loading_model: str | None = None
         self._running = False
+        self._source: SourceSpec | None = None
         self._selected: int | None = None
-        self._batch: list[Path] = []
-        self._batch_index = 0
         self._last_status_update = 0.0
         self.frames_shown = 0
 
@@ -82,34 +73,32 @@ class MainWindow(ModelMixin, PhotoMixin, OutputMixin, QMainWindow):
         self.main_splitter.setStretchFactor(0, 1)
         self.view_splitter.setStretchFactor(0, 3)
         self.view_splitter.setSizes([540, 230])
-        self._fill_detectors()
-        for size in VIDEO_SIZES:
-            self.video_size_combo.addItem(f"{size} px wide" if size else "full size (slowest)", size)
-
+        self.options = RecognitionOptions(
+            self, self.settings, detector_combo=self.detector_combo, video_size_combo=self.video_size_combo,
+            min_face_spin=self.min_face_spin, min_score_spin=self.min_score_spin, align_check=self.align_check,
+            tta_check=self.tta_check, smoothing_check=self.smoothing_check)
         self._restore_settings()
-        self.worker = worker or CameraWorker(
-            self.detector_combo.currentData(), align=self.align_check.isChecked(),
-            tta=self.tta_check.isChecked(), smoothing=self.smoothing_check.isChecked(),
-            video_size=self.video_size_combo.currentData(), max_pending=2)
+
+        self.worker = worker or CameraWorker(**self.options.worker_options(), max_pending=2)
+        self.models = ModelController(
+            self, self.worker, self.settings, info_label=self.model_info_label, combo=self.model_combo,
+            recent_menu=self.menu_recent_models, status_bar=self.status_bar, charts=(self.bars, self.timeline))
+        self.photos = PhotoController(
+            self, self.worker, self.settings, view=self.view, perf_label=self.perf_label,
+            batch_bar=self.batch_bar, batch_label=self.batch_label, prev_button=self.prev_button,
+            next_button=self.next_button, show_packet=self._show_photo, stop_source=self._leave_live,
+            is_live=lambda: self._running)
+        self.output = OutputController(
+            self, self.worker, self.settings, view=self.view, status_bar=self.status_bar,
+            record_button=self.record_button, record_video_check=self.record_video_check,
+            current_source=lambda: self._source if self._running else None)
+        self.options.attach(self.worker, self.photos.rerun)
+        self.models.refresh_recent()
         self._connect()
         self.worker.start()
-        self._load_initial_model(model)
+        self.models.load_initial(model)
         if probe_cameras:
             self._on_refresh_cameras_button_clicked()
-
-    def _fill_detectors(self) -> None:
-        try:
-            from app.core.recognition.detection import detector_available
-        except ImportError:
-            detector_available = None  # type: ignore[assignment]
-        model = self.detector_combo.model()
-        for name, description in DETECTORS:
-            self.detector_combo.addItem(description, name)
-            why_not = detector_available(name) if detector_available else None
-            if why_not:  # grey it out and say why, rather than failing when picked
-                item = model.item(self.detector_combo.count() - 1)
-                item.setEnabled(False)
-                item.setToolTip(why_not)
 
     @staticmethod
     def _embed(container: QWidget, widget: QWidget) -> None:
@@ -117,14 +106,33 @@ class MainWindow(ModelMixin, PhotoMixin, OutputMixin, QMainWindow):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(widget)
 
-    # --------------------------------------------------------------------------------------- wiring
+    # ---------------------------------------------------------------------------- public entry points
+
+    @property
+    def model_info(self) -> ModelInfo | None:
+        return self.models.info
+
+    def use_model(self, path: str, trust: bool = False) -> None:
+        self.models.use_model(path, trust)
+
+    def open_paths(self, paths: Sequence[str | Path]) -> None:
+        self.photos.open_paths(paths)
+
+    def open_photo(self, path: str | Path) -> None:
+        self.photos.open_paths([path])
+
+    def save_snapshot(self, path: str | Path) -> Path | None:
+        return self.output.save_snapshot(path)
+
+    def start_recording(self, csv_path: str | Path, video_path: str | Path | None = None) -> None:
+        self.output.start_recording(csv_path, video_path)
+
+    def stop_recording(self) -> None:
+        self.output.stop_recording()
 
     def _connect(self) -> None:
         w = self.worker
         w.frame_ready.connect(self._on_worker_frame_ready)
-        w.photo_ready.connect(self._on_worker_photo_ready)
-        w.model_loaded.connect(self._on_worker_model_loaded)
-        w.model_failed.connect(self._on_worker_model_failed)
         w.source_started.connect(self._on_worker_source_started)
         w.source_stopped.connect(self._on_worker_source_stopped)
         w.status.connect(self._on_worker_status)
@@ -135,27 +143,18 @@ class MainWindow(ModelMixin, PhotoMixin, OutputMixin, QMainWindow):
         self.stop_button.clicked.connect(self._on_stop_button_clicked)
         self.refresh_cameras_button.clicked.connect(self._on_refresh_cameras_button_clicked)
         self.source_combo.activated.connect(self._on_source_combo_activated)
-        self.model_combo.activated.connect(self._on_model_combo_activated)
-        self.browse_model_button.clicked.connect(self._on_browse_model_button_clicked)
+        self.browse_model_button.clicked.connect(self.models.browse)
         self.train_button.clicked.connect(self._on_train_button_clicked)
-        self.detector_combo.activated.connect(self._on_detector_combo_activated)
-        self.video_size_combo.activated.connect(self._on_video_size_combo_activated)
-        self.align_check.toggled.connect(self._on_align_check_toggled)
-        self.tta_check.toggled.connect(self._on_tta_check_toggled)
-        self.smoothing_check.toggled.connect(self._on_smoothing_check_toggled)
-        self.snapshot_button.clicked.connect(self._on_snapshot_button_clicked)
-        self.record_button.toggled.connect(self._on_record_button_toggled)
-        self.prev_button.clicked.connect(self._on_prev_button_clicked)
-        self.next_button.clicked.connect(self._on_next_button_clicked)
-        self.action_open_photo.triggered.connect(self._on_action_open_photo_triggered)
-        self.action_open_folder.triggered.connect(self._on_action_open_folder_triggered)
+        self.snapshot_button.clicked.connect(self.output.choose_snapshot)
+        self.action_open_photo.triggered.connect(self.photos.choose_photos)
+        self.action_open_folder.triggered.connect(self.photos.choose_folder)
         self.action_open_video.triggered.connect(self._on_action_open_video_triggered)
         self.action_open_stream.triggered.connect(self._on_action_open_stream_triggered)
-        self.action_snapshot.triggered.connect(self._on_snapshot_button_clicked)
+        self.action_snapshot.triggered.connect(self.output.choose_snapshot)
         self.action_record.toggled.connect(self.record_button.setChecked)
         self.record_button.toggled.connect(self.action_record.setChecked)
         self.action_quit.triggered.connect(self.close)
-        self.action_choose_model.triggered.connect(self._on_browse_model_button_clicked)
+        self.action_choose_model.triggered.connect(self.models.browse)
         self.action_train_model.triggered.connect(self._on_train_button_clicked)
         self.action_about.triggered.connect(self._on_action_about_triggered)
 
@@ -167,49 +166,16 @@ class MainWindow(ModelMixin, PhotoMixin, OutputMixin, QMainWindow):
         splitter = s.get_bytes("window/splitter")
         if splitter is not None:
             self.main_splitter.restoreState(splitter)
-        index = self.detector_combo.findData(s.get_str("recognition/detector", _default_detector()))
-        self.detector_combo.setCurrentIndex(max(0, index))
-        size = s.get_str("recognition/video_size", str(DEFAULT_VIDEO_SIZE))
-        index = self.video_size_combo.findData(int(size) if size.isdigit() else DEFAULT_VIDEO_SIZE)
-        self.video_size_combo.setCurrentIndex(max(0, index))
-        self.align_check.setChecked(s.get_bool("recognition/align", False))
-        self.tta_check.setChecked(s.get_bool("recognition/tta", False))
-        self.smoothing_check.setChecked(s.get_bool("recognition/smoothing", True))
         self.loop_check.setChecked(s.get_bool("source/loop", True))
-        self._refresh_recent_models()
 
     def _save_settings(self) -> None:
         s = self.settings
         s.set("window/geometry", self.saveGeometry())
         s.set("window/splitter", self.main_splitter.saveState())
-        s.set("recognition/detector", self.detector_combo.currentData())
-        s.set("recognition/video_size", self.video_size_combo.currentData())
-        s.set("recognition/align", self.align_check.isChecked())
-        s.set("recognition/tta", self.tta_check.isChecked())
-        s.set("recognition/smoothing", self.smoothing_check.isChecked())
+        self.options.save()
         s.set("source/loop", self.loop_check.isChecked())
         self.sources.save()
         s.sync()
-
-    # -------------------------------------------------------------------------------- recognition opts
-
-    def _on_detector_combo_activated(self, index: int) -> None:
-        self.worker.set_detector(self.detector_combo.itemData(index))
-        self._rerun_photo()
-
-    def _on_video_size_combo_activated(self, index: int) -> None:
-        self.worker.set_options(video_size=self.video_size_combo.itemData(index))
-
-    def _on_align_check_toggled(self, checked: bool) -> None:
-        self.worker.set_options(align=checked)
-        self._rerun_photo()
-
-    def _on_tta_check_toggled(self, checked: bool) -> None:
-        self.worker.set_options(tta=checked)
-        self._rerun_photo()
-
-    def _on_smoothing_check_toggled(self, checked: bool) -> None:
-        self.worker.set_options(smoothing=checked)
 
     # -------------------------------------------------------------------------------------- sources
 
@@ -246,8 +212,8 @@ class MainWindow(ModelMixin, PhotoMixin, OutputMixin, QMainWindow):
     def start_source(self, spec: SourceSpec) -> None:
         """Start live recognition on a camera, file or stream (replacing whatever is shown)."""
         self.sources.select(spec)
-        self._batch = []
-        self.batch_bar.setVisible(False)
+        self._source = spec
+        self.photos.clear()
         self.timeline.clear_history()
         self._selected = None
         self.view.set_message(f"Opening {spec.describe()}…")
@@ -259,6 +225,11 @@ class MainWindow(ModelMixin, PhotoMixin, OutputMixin, QMainWindow):
     def stop_source(self) -> None:
         if self._running:
             self.worker.close_source()
+
+    def _leave_live(self) -> None:
+        """Photos take over the view: stop the live source, and drop its frames still in flight."""
+        self.stop_source()
+        self._running = False
 
     def _on_action_open_video_triggered(self) -> None:
         spec = self.sources.choose_file()
@@ -309,6 +280,10 @@ class MainWindow(ModelMixin, PhotoMixin, OutputMixin, QMainWindow):
         finally:
             self.worker.frame_shown()
 
+    def _show_photo(self, packet: FramePacket) -> None:
+        self._selected = None  # a new photo: select its largest face
+        self._show_packet(packet)
+
     def _show_packet(self, packet: FramePacket) -> None:
         faces = packet.faces
         if self._selected is None or find_face(faces, self._selected) is None:
@@ -350,8 +325,33 @@ class MainWindow(ModelMixin, PhotoMixin, OutputMixin, QMainWindow):
         QMessageBox.about(self, "About FER Studio", "FER Studio: facial expression recognition on live video "
                           "and photos, with Keras models you can train yourself.")
 
+    def _on_train_button_clicked(self) -> None:
+        self.models.open_training_dialog()
+
+    @property
+    def _training_dialog(self) -> object:
+        return self.models.training_dialog
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        """A model file loads it, a video file plays it, anything else opens as photos."""
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if not paths:
+            return
+        event.acceptProposedAction()
+        first = Path(paths[0])
+        if len(paths) == 1 and first.suffix.lower() in MODEL_SUFFIXES:
+            self.use_model(str(first))
+        elif len(paths) == 1 and first.suffix.lower() in VIDEO_EXTENSIONS:
+            self.start_source(SourceSpec.file(first))
+        else:
+            self.open_paths(paths)
+
     def closeEvent(self, event: QCloseEvent) -> None:
-        dialog: Any = getattr(self, "_training_dialog", None)
+        dialog = self.models.training_dialog
         # A training run asks first (stop it, or cancel quitting); "keep training" makes no sense on quit.
         if dialog is not None and not dialog.prepare_to_exit():
             event.ignore()

@@ -1,44 +1,63 @@
-"""The model part of the main window (a mixin): picker, recent models, model info, training dialog.
+"""The main window's model controller: model box, recent models, model info, the training dialog.
 
 Models are loaded by the worker, in its own thread; a file that fails to load leaves the current model
 running and says why. ``use_model(path)`` is the public entry point (the training dialog's "Use this model"
-is connected to it).
+is connected to it). Everything it touches is given to its constructor.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from PyQt5.QtCore import Qt, pyqtSlot
-from PyQt5.QtWidgets import QFileDialog, QMessageBox
+from PyQt5.QtCore import QObject, Qt, pyqtSignal, pyqtSlot
+from PyQt5.QtWidgets import QComboBox, QFileDialog, QLabel, QMenu, QMessageBox, QStatusBar, QWidget
 
 from app.core.model_io import MODEL_SUFFIXES, bundled_models, default_model_path
+from app.core.recognition.recognizer import ModelInfo
 from app.gui.errors import dialogs_enabled, show_error
-from app.workers.recognition import ModelInfo
+from app.gui.settings import AppSettings
+from app.workers.camera_worker import CameraWorker
 
 logger = logging.getLogger(__name__)
 
 NO_MODEL_TEXT = "No model loaded — choose one. Faces are boxed without labels until then."
 
 
-class ModelMixin:
-    """Model slots for :class:`app.gui.main_window.MainWindow`."""
+class LabelledChart(Protocol):
+    """A chart that shows one value per class (the probability bars, the timeline)."""
 
-    worker: Any
-    settings: Any
-    model_info: ModelInfo | None
-    _loading_model: str | None
-    model_info_label: Any
-    model_combo: Any
-    menu_recent_models: Any
-    status_bar: Any
-    bars: Any
-    timeline: Any
+    def set_labels(self, labels: Sequence[str]) -> None: ...
 
 
-    def _load_initial_model(self, model: str | None) -> None:
+class ModelController(QObject):
+    """Loads models into the worker and shows what is loaded; owns the training dialog once opened."""
+
+    model_changed = pyqtSignal(object)  # ModelInfo, or None when no model is loaded
+
+    def __init__(self, window: QWidget, worker: CameraWorker, settings: AppSettings, *, info_label: QLabel,
+                 combo: QComboBox, recent_menu: QMenu, status_bar: QStatusBar,
+                 charts: Sequence[LabelledChart]) -> None:
+        super().__init__(window)
+        self.window = window
+        self.worker = worker
+        self.settings = settings
+        self.info_label = info_label
+        self.combo = combo
+        self.recent_menu = recent_menu
+        self.status_bar = status_bar
+        self.charts = list(charts)
+        self.info: ModelInfo | None = None
+        self.loading: str | None = None
+        self.training_dialog: Any = None
+        worker.model_loaded.connect(self._on_worker_model_loaded)
+        worker.model_failed.connect(self._on_worker_model_failed)
+        combo.activated.connect(self._on_combo_activated)
+
+    def load_initial(self, model: str | None) -> None:
+        """``model`` if given, else the remembered model if it still exists, else the bundled default."""
         remembered = self.settings.get_str("model/path", "")
         default = default_model_path()
         for candidate in (model, remembered if remembered and Path(remembered).is_file() else None,
@@ -46,7 +65,7 @@ class ModelMixin:
             if candidate:
                 self.use_model(candidate)
                 return
-        self.model_info_label.setText(NO_MODEL_TEXT)
+        self.info_label.setText(NO_MODEL_TEXT)
 
     @pyqtSlot(str)
     def use_model(self, path: str, trust: bool = False) -> None:
@@ -54,87 +73,84 @@ class ModelMixin:
 
         ``trust`` allows models that embed Python code (asked for after a refusal, never by default).
         """
-        self._loading_model = str(path)
-        self.model_info_label.setText(f"Loading {Path(path).name}…")
+        self.loading = str(path)
+        self.info_label.setText(f"Loading {Path(path).name}…")
         self.worker.set_model(str(path), trust)
 
-    def _refresh_recent_models(self) -> None:
+    def refresh_recent(self) -> None:
         recent = self.settings.recent_models()
-        self.model_combo.clear()
-        self.menu_recent_models.clear()
+        self.combo.clear()
+        self.recent_menu.clear()
         for path in recent:
-            self.model_combo.addItem(Path(path).name, path)
-            self.model_combo.setItemData(self.model_combo.count() - 1, path, Qt.ToolTipRole)
-            action = self.menu_recent_models.addAction(path)
+            self.combo.addItem(Path(path).name, path)
+            self.combo.setItemData(self.combo.count() - 1, path, Qt.ToolTipRole)
+            action = self.recent_menu.addAction(path)
             action.triggered.connect(lambda _checked=False, p=path: self.use_model(p))
-        self.menu_recent_models.setEnabled(bool(recent))
+        self.recent_menu.setEnabled(bool(recent))
         # The bundled models (a fast default for video, a more accurate one for photos) are always offered.
         known = {Path(p).resolve() for p in recent}
         for bundled in bundled_models():
             if bundled.resolve() not in known:
-                self.model_combo.addItem(f"{bundled.name} (bundled)", str(bundled.resolve()))
-                self.model_combo.setItemData(self.model_combo.count() - 1, str(bundled), Qt.ToolTipRole)
-        current = self.model_info.path if self.model_info else None
+                self.combo.addItem(f"{bundled.name} (bundled)", str(bundled.resolve()))
+                self.combo.setItemData(self.combo.count() - 1, str(bundled), Qt.ToolTipRole)
+        current = self.info.path if self.info else None
         if current:
-            self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(str(Path(current).resolve()))))
+            self.combo.setCurrentIndex(max(0, self.combo.findData(str(Path(current).resolve()))))
 
     def _on_worker_model_loaded(self, info: ModelInfo | None) -> None:
-        self._loading_model = None
-        self.model_info = info
+        self.loading = None
+        self.info = info
         if info is None:
-            self.model_info_label.setText(NO_MODEL_TEXT)
+            self.info_label.setText(NO_MODEL_TEXT)
+            self.model_changed.emit(None)
             return
         self.settings.set("model/path", str(Path(info.path).resolve()))
         self.settings.add_recent_model(info.path)
-        self._refresh_recent_models()
+        self.refresh_recent()
         h, w = info.input_size
         colour = "grey" if info.channels == 1 else "RGB"
-        self.model_info_label.setText(
+        self.info_label.setText(
             f"<b>{Path(info.path).name}</b><br>input {w}×{h} {colour}, {info.normalization}<br>"
             f"labels: {', '.join(info.labels)}")
-        self.model_info_label.setToolTip(info.path)
-        self.bars.set_labels(info.labels)
-        self.timeline.set_labels(info.labels)
+        self.info_label.setToolTip(info.path)
+        for chart in self.charts:
+            chart.set_labels(info.labels)
         self.status_bar.showMessage(f"Model loaded: {Path(info.path).name}", 5000)
+        self.model_changed.emit(info)
 
     def _on_worker_model_failed(self, path: str, message: str, unsafe: bool) -> None:
-        self._loading_model = None
-        keep = f"Still using {Path(self.model_info.path).name}." if self.model_info else NO_MODEL_TEXT
-        self.model_info_label.setText(f"Could not load {Path(path).name}. {keep}")
+        self.loading = None
+        keep = f"Still using {Path(self.info.path).name}." if self.info else NO_MODEL_TEXT
+        self.info_label.setText(f"Could not load {Path(path).name}. {keep}")
         if unsafe and dialogs_enabled():
             answer = QMessageBox.question(
-                self, "Trust this model?", f"{message}\n\nLoad it anyway? Only do so if you trust where the "
-                "file came from: its code runs on this computer.", QMessageBox.Yes | QMessageBox.No,
+                self.window, "Trust this model?", f"{message}\n\nLoad it anyway? Only do so if you trust "
+                "where the file came from: its code runs on this computer.", QMessageBox.Yes | QMessageBox.No,
                 QMessageBox.No)
             if answer == QMessageBox.Yes:
                 self.use_model(path, trust=True)
             return
-        show_error(self, f"{message}\n\n{keep}", "Model not loaded")
+        show_error(self.window, f"{message}\n\n{keep}", "Model not loaded")
 
-    def _on_model_combo_activated(self, index: int) -> None:
-        path = self.model_combo.itemData(index)
+    def _on_combo_activated(self, index: int) -> None:
+        path = self.combo.itemData(index)
         if path:
             self.use_model(path)
 
-    def _on_browse_model_button_clicked(self) -> None:
+    def browse(self) -> None:
         patterns = " ".join(f"*{s}" for s in MODEL_SUFFIXES)
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a model", self.settings.folder("models"),
+        path, _ = QFileDialog.getOpenFileName(self.window, "Choose a model", self.settings.folder("models"),
                                               f"Keras models ({patterns});;All files (*)")
         if path:
             self.settings.remember_folder("models", path)
             self.use_model(path)
 
-    def _on_train_button_clicked(self) -> None:
-        try:
-            from app.gui.training_dialog import TrainingDialog
-        except ImportError as exc:
-            show_error(self, f"The training dialog is not available in this build ({exc}).")
-            return
-        dialog = getattr(self, "_training_dialog", None)
-        if dialog is None:
-            dialog = TrainingDialog(self, settings=self.settings.qs)
-            dialog.modelReady.connect(self.use_model)  # "Use this model"
-            self._training_dialog = dialog
-        dialog.show()
-        dialog.raise_()
-        dialog.activateWindow()
+    def open_training_dialog(self) -> None:
+        from app.gui.training_dialog import TrainingDialog
+
+        if self.training_dialog is None:
+            self.training_dialog = TrainingDialog(self.window, settings=self.settings.qs)
+            self.training_dialog.modelReady.connect(self.use_model)  # "Use this model"
+        self.training_dialog.show()
+        self.training_dialog.raise_()
+        self.training_dialog.activateWindow()

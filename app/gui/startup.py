@@ -12,28 +12,51 @@ import os
 import sys
 import threading
 import traceback
-from typing import Sequence
+from typing import Any, Sequence
 
 logger = logging.getLogger(__name__)
+
+
+class _ErrorRelay:
+    """Carries an error from any thread to the GUI thread by a queued signal (the QObject is made lazily)."""
+
+    instance: Any = None
+
+    @classmethod
+    def get(cls) -> Any:
+        """The relay, living in the GUI thread; None when there is no QApplication."""
+        from PyQt5.QtCore import QObject, pyqtSignal, pyqtSlot
+        from PyQt5.QtWidgets import QApplication
+
+        app = QApplication.instance()
+        if app is None:
+            return None
+        if cls.instance is None:
+            class Relay(QObject):
+                error = pyqtSignal(str, str)  # message, details
+
+                @pyqtSlot(str, str)
+                def _on_error(self, message: str, details: str) -> None:
+                    from app.gui.errors import show_error
+
+                    show_error(None, message, "Unexpected error", details=details)
+
+            relay = Relay()
+            if relay.thread() is not app.thread():
+                relay.moveToThread(app.thread())  # its slot must run where widgets may be touched
+            relay.error.connect(relay._on_error)  # queued when emitted from another thread
+            cls.instance = relay
+        return cls.instance
 
 
 def _report(exc_type: type[BaseException], exc: BaseException, tb: object, where: str) -> None:
     text = "".join(traceback.format_exception(exc_type, exc, tb))  # type: ignore[arg-type]
     logger.error("unhandled exception in %s:\n%s", where, text)
     try:
-        from PyQt5.QtCore import QThread, QTimer
-        from PyQt5.QtWidgets import QApplication
-
-        app = QApplication.instance()
-        if app is None:
-            return
-        from app.gui.errors import show_error
-
-        message = f"An unexpected error occurred ({exc_type.__name__}: {exc}). The details are in the log."
-        if QThread.currentThread() is app.thread():
-            show_error(None, message, "Unexpected error", details=text)
-        else:  # widgets only on the GUI thread
-            QTimer.singleShot(0, app, lambda: show_error(None, message, "Unexpected error", details=text))
+        relay = _ErrorRelay.get()
+        if relay is not None:
+            relay.error.emit(f"An unexpected error occurred ({exc_type.__name__}: {exc}). The details are "
+                             "in the log.", text)
     except Exception:  # reporting must never raise
         logger.exception("could not show the error")
 
@@ -54,6 +77,7 @@ def install_excepthooks() -> None:
 
     sys.excepthook = excepthook
     threading.excepthook = thread_excepthook
+    _ErrorRelay.get()  # made now, in the GUI thread, when the QApplication exists already
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +106,7 @@ def run_gui(args: argparse.Namespace, qt_argv: Sequence[str] | None = None) -> i
     QCoreApplication.setOrganizationName(ORGANISATION)
     QCoreApplication.setApplicationName(APPLICATION)
     app = QApplication.instance() or QApplication(list(qt_argv or sys.argv[:1]))
+    _ErrorRelay.get()  # in the GUI thread, before any worker can fail
     from app.core.sources import DEMO_CLIP, SourceSpec
     from app.gui.main_window import MainWindow
 

@@ -23,6 +23,7 @@ from PyQt5.QtGui import QDesktopServices
 from PyQt5.QtWidgets import QDialog, QFileDialog, QMessageBox, QWidget
 
 from app.core.model_io import bundled_models_dir
+from app.core.package_data import bundled_file
 from app.gui.errors import show_error
 from app.gui.training_charts import ClassCountsChart, TrainingCurves, imbalance_warning, place_in
 from app.gui.training_report import ReportView, read_epoch_log, read_report_json
@@ -35,7 +36,7 @@ from app.workers.training_process import TrainingConfig, TrainingOutcome, Traini
 
 logger = logging.getLogger(__name__)
 
-UI_FILE = Path(__file__).resolve().parents[2] / "ui" / "training_dialog.ui"
+UI_FILE = bundled_file("ui", "training_dialog.ui")
 _ERROR_STYLE = "color: #b00020;"
 _OK_STYLE = "color: #1b5e20;"
 _WARN_STYLE = "color: #8a4b00;"

@@ -1,31 +1,26 @@
 """The frame view: the live frame or photo, every face boxed with its label, score and track id.
 
-Drawn with QPainter (no OpenCV drawing in the GUI). A click on a face selects it (``face_clicked``).
-:func:`render_annotated` draws the same picture at the frame's full size, for snapshots.
+The faces are drawn by the one overlay renderer (:func:`app.core.recognition.annotate.draw_faces`, the
+same as photos from the CLI and recorded videos) onto a copy of the frame, once per frame or selection;
+the view only scales that picture into the widget. A click on a face selects it (``face_clicked``).
+:func:`render_annotated` draws the picture at the frame's full size, with probability bars, for snapshots.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any, Sequence
 
 import numpy as np
 from PyQt5.QtCore import QPointF, QRectF, Qt, pyqtSignal
-from PyQt5.QtGui import QColor, QFont, QFontMetricsF, QImage, QMouseEvent, QPainter, QPaintEvent, QPen
+from PyQt5.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPaintEvent
 from PyQt5.QtWidgets import QSizePolicy, QWidget
 
-from app.core.labels import colour_for
+from app.core.recognition.annotate import draw_faces, face_key
 
 logger = logging.getLogger(__name__)
-
-NO_LABEL_COLOUR = QColor(0, 200, 255)
-
-
-def face_key(face: Any, index: int) -> int:
-    """How a face is selected: its track id in video, its position in the list for photos."""
-    return int(face.track_id) if getattr(face, "track_id", None) is not None else index
-
 
 def largest_face_key(faces: Sequence[Any]) -> int | None:
     if not faces:
@@ -50,56 +45,10 @@ def to_qimage(image: np.ndarray) -> QImage:
     return QImage(image.data, w, h, image.strides[0], QImage.Format_BGR888)
 
 
-def face_caption(face: Any) -> str:
-    parts = []
-    if getattr(face, "track_id", None) is not None:
-        parts.append(f"#{face.track_id}")
-    if face.label:
-        parts.append(f"{face.label} {float(face.score) * 100:.0f}%")
-    return " ".join(parts)
-
-
-def paint_faces(painter: QPainter, faces: Sequence[Any], scale: float, offset: QPointF,
-                selected: int | None, font_px: float) -> None:
-    """Boxes and captions in image coordinates mapped by ``scale`` and ``offset``."""
-    font = QFont(painter.font())
-    font.setPixelSize(max(9, int(font_px)))
-    font.setBold(True)
-    painter.setFont(font)
-    metrics = QFontMetricsF(font)
-    for i, face in enumerate(faces):
-        x, y, w, h = (float(v) for v in face.box)
-        rect = QRectF(offset.x() + x * scale, offset.y() + y * scale, w * scale, h * scale)
-        colour = QColor(*colour_for(face.label)) if face.label else NO_LABEL_COLOUR
-        is_selected = face_key(face, i) == selected
-        pen = QPen(colour, 4 if is_selected else 2)
-        painter.setPen(pen)
-        painter.setBrush(Qt.NoBrush)
-        painter.drawRect(rect)
-        if is_selected:  # a thin white outline makes the selection visible on any background
-            painter.setPen(QPen(Qt.white, 1, Qt.DashLine))
-            painter.drawRect(rect.adjusted(-4, -4, 4, 4))
-        caption = face_caption(face)
-        if not caption:
-            continue
-        text_w = metrics.horizontalAdvance(caption) + 8
-        text_h = metrics.height() + 2
-        top = rect.top() - text_h if rect.top() - text_h >= offset.y() else rect.bottom()
-        label_rect = QRectF(rect.left() - 1, top, text_w, text_h)
-        painter.fillRect(label_rect, colour)
-        painter.setPen(Qt.black if colour.lightness() > 140 else Qt.white)
-        painter.drawText(label_rect.adjusted(4, 0, 0, 0), Qt.AlignVCenter | Qt.AlignLeft, caption)
-
-
 def render_annotated(image: np.ndarray, faces: Sequence[Any], selected: int | None = None) -> QImage:
-    """The frame with its faces drawn, at the frame's own size (a detached copy)."""
-    array = np.ascontiguousarray(image)
-    out = to_qimage(array).convertToFormat(QImage.Format_RGB888)
-    painter = QPainter(out)
-    painter.setRenderHint(QPainter.Antialiasing)
-    paint_faces(painter, faces, 1.0, QPointF(0, 0), selected, font_px=max(12.0, out.height() / 30))
-    painter.end()
-    return out
+    """The frame with its faces (and their probability bars) drawn at the frame's own size (a copy)."""
+    drawn = np.ascontiguousarray(draw_faces(image, faces, bars=True, selected=selected))
+    return to_qimage(drawn).copy()  # detached from ``drawn``, which goes out of scope
 
 
 class VideoView(QWidget):
@@ -113,7 +62,8 @@ class VideoView(QWidget):
         self.setMinimumSize(320, 240)
         self.setAttribute(Qt.WA_OpaquePaintEvent)
         self._array: np.ndarray | None = None
-        self._qimage: QImage | None = None
+        self._qimage: QImage | None = None  # the plain frame (sizes, placement)
+        self._drawn: tuple[tuple[int | None, int], np.ndarray, QImage] | None = None  # (key, array, image)
         self.faces: list[Any] = []
         self.selected: int | None = None
         self.message = ""
@@ -124,6 +74,7 @@ class VideoView(QWidget):
     def set_frame(self, image: np.ndarray, faces: Sequence[Any], selected: int | None = None) -> None:
         self._array = np.ascontiguousarray(image)
         self._qimage = to_qimage(self._array)
+        self._drawn = None
         self.faces = list(faces)
         self.selected = selected
         self.update()
@@ -138,7 +89,7 @@ class VideoView(QWidget):
         self.update()
 
     def clear(self, message: str = "") -> None:
-        self._array, self._qimage, self.faces, self.selected = None, None, [], None
+        self._array, self._qimage, self._drawn, self.faces, self.selected = None, None, None, [], None
         self.set_message(message)
 
     @property
@@ -175,6 +126,19 @@ class VideoView(QWidget):
         scale, offset = self._placement()
         return QPointF(offset.x() + image_x * scale, offset.y() + image_y * scale)
 
+    def _overlay(self, scale: float) -> QImage:
+        """The frame with its faces drawn (cached until the frame, selection or line width changes)."""
+        assert self._array is not None and self._qimage is not None
+        if not self.faces:
+            return self._qimage
+        # Lines at least 2 screen pixels wide, however much the frame is shrunk to fit.
+        key = (self.selected, max(1, math.ceil(2.0 / max(scale, 1e-3))))
+        if self._drawn is None or self._drawn[0] != key:
+            array = np.ascontiguousarray(draw_faces(self._array, self.faces, bars=False, selected=key[0],
+                                                    min_line=key[1]))
+            self._drawn = (key, array, to_qimage(array))
+        return self._drawn[2]
+
     # ------------------------------------------------------------------------------------------ events
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
@@ -194,10 +158,7 @@ class VideoView(QWidget):
             size = self._qimage.size()
             target = QRectF(offset.x(), offset.y(), size.width() * scale, size.height() * scale)
             painter.setRenderHint(QPainter.SmoothPixmapTransform)
-            painter.drawImage(target, self._qimage)
-            painter.setRenderHint(QPainter.Antialiasing)
-            paint_faces(painter, self.faces, scale, offset, self.selected,
-                        font_px=max(11.0, min(18.0, self.height() / 32)))
+            painter.drawImage(target, self._overlay(scale))
         if self.message:
             painter.setPen(QColor(230, 230, 230))
             font = QFont(painter.font())

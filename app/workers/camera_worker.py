@@ -6,7 +6,12 @@ signals (queued to the GUI thread). It never touches a widget.
 - The model is loaded, warmed up and called in this thread; switching models loads the new one here and
   swaps it in only when it loaded, so a bad file reports ``model_failed`` and the old model keeps running.
 - A capture thread reads the source into a one-slot :class:`FrameBox`; this thread processes only the
-  newest frame, so a slow detector drops frames (counted) instead of adding latency.
+  newest frame, so a slow detector drops frames (counted) instead of adding latency. Each capture session
+  has its own box: a capture thread that outlives its session (stuck in a driver or network read) can
+  only post into a box nobody reads any more, never end or feed the session that replaced it.
+- Every frame and photo runs through the one core path (:class:`~app.core.recognition.recognizer.Recognizer`
+  and its :class:`~app.core.recognition.pipeline.Pipeline`); the recorded video is drawn by the one
+  overlay renderer (:mod:`app.core.recognition.annotate`).
 - End of file: loop or stop. Lost camera or stream: ``status`` says so and it reconnects with backoff.
 - ``stop()``: request interruption, wake the loop, ``wait()``; the capture is released on the way out.
 """
@@ -25,11 +30,12 @@ from typing import Any, Callable
 import numpy as np
 from PyQt5.QtCore import QThread, pyqtSignal
 
+from app.core.recognition.pipeline import Face
+
 from app.core.errors import FerStudioError, SourceError, UnsafeModelError
+from app.core.recognition.recognizer import DEFAULT_VIDEO_SIZE, Recognizer
 from app.core.sources import EndOfStream, SourceLost, SourceSpec, VideoSource
-from app.core.recognition.tracking import FaceTracker
 from app.workers.frame_box import FrameBox
-from app.workers.recognition import DEFAULT_VIDEO_SIZE, Recognizer
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +45,7 @@ class FramePacket:
     """One processed frame (or photo) on its way to the GUI."""
 
     image: np.ndarray  # BGR uint8, owned by the packet
-    faces: list[Any]  # app.core.recognition.pipeline.Face, with track ids for video
+    faces: list[Face]  # with track ids for video
     timings: dict[str, float]  # ms per stage: capture, detect, align, classify, track, total; and "fps"
     frame_index: int = 0
     time_s: float = 0.0  # seconds since the source started
@@ -69,6 +75,7 @@ class _Session:
     source: VideoSource
     thread: threading.Thread
     stop_event: threading.Event = field(default_factory=threading.Event)
+    box: FrameBox[Any] = field(default_factory=FrameBox)  # this session's own hand-over slot
     started: float = field(default_factory=time.monotonic)
 
 
@@ -85,15 +92,16 @@ class CameraWorker(QThread):
     error = pyqtSignal(str)  # a problem the user should see (bad photo, detector unavailable, ...)
 
     def __init__(self, detector: str | None = None, *, align: bool = False, tta: bool = False,
-                 smoothing: bool = True, video_size: int = DEFAULT_VIDEO_SIZE, max_pending: int | None = None,
+                 smoothing: bool = True, video_size: int = DEFAULT_VIDEO_SIZE, min_face_size: int = 0,
+                 min_score: float = 0.0, max_pending: int | None = None,
                  capture_factory: Callable[[SourceSpec], Any] | None = None,
                  backoff: tuple[float, ...] | None = None, parent: Any = None) -> None:
         super().__init__(parent)
         self.setObjectName("CameraWorker")
         self._commands: queue.Queue[Callable[[], None]] = queue.Queue()
-        self._box: FrameBox[Any] = FrameBox()
-        self._recognizer = Recognizer(detector, align=align, tta=tta, video_size=video_size)
-        self._tracker = FaceTracker(smoothing=smoothing)
+        # Plain data only here: the detector (dlib) and the model are created in this worker's thread.
+        self._recognizer = Recognizer(detector, align=align, tta=tta, video_size=video_size,
+                                      smoothing=smoothing, min_face_size=min_face_size, min_score=min_score)
         self._session: _Session | None = None
         self._recorder: Any = None
         self._capture_factory = capture_factory
@@ -109,7 +117,9 @@ class CameraWorker(QThread):
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         self._commands.put(functools.partial(fn, *args))
-        self._box.wake()
+        session = self._session
+        if session is not None:
+            session.box.wake()
 
     def set_model(self, path: str | None, trust: bool = False) -> None:
         """Load ``path`` (in the worker) and swap it in; None unloads (faces are then boxed only)."""
@@ -119,9 +129,12 @@ class CameraWorker(QThread):
         self._post(self._cmd_set_detector, name)
 
     def set_options(self, *, align: bool | None = None, tta: bool | None = None,
-                    smoothing: bool | None = None, video_size: int | None = None) -> None:
-        """Change options between frames; ``video_size``: long side live frames are searched at (0 = full)."""
-        self._post(self._cmd_set_options, align, tta, smoothing, video_size)
+                    smoothing: bool | None = None, video_size: int | None = None,
+                    min_face_size: int | None = None, min_score: float | None = None) -> None:
+        """Change options between frames; ``video_size``: long side live frames are searched at (0 = full);
+        ``min_face_size`` (px) and ``min_score`` (0..1) drop detections that are probably not faces."""
+        self._post(self._cmd_set_options, dict(align=align, tta=tta, smoothing=smoothing,
+                                               min_face_size=min_face_size, min_score=min_score), video_size)
 
     def open_source(self, spec: SourceSpec, loop: bool = True) -> None:
         """Start reading ``spec`` (a running source is closed first)."""
@@ -142,8 +155,14 @@ class CameraWorker(QThread):
         """Recognise one photo (a path, read in the worker, or a BGR array); answers with ``photo_ready``."""
         self._post(self._cmd_process_image, image, name)
 
-    def start_recording(self, csv_path: str, video_path: str | None = None) -> None:
-        self._post(self._cmd_start_recording, csv_path, video_path)
+    def start_recording(self, csv_path: str, video_path: str | None = None,
+                        overwrite_video: bool = False) -> None:
+        """Record every processed frame's faces to ``csv_path`` (and the annotated video to ``video_path``).
+
+        Refused (``error``) when either would be written over the running source, or the video exists
+        and ``overwrite_video`` is False.
+        """
+        self._post(self._cmd_start_recording, csv_path, video_path, overwrite_video)
 
     def stop_recording(self) -> None:
         self._post(self._cmd_stop_recording)
@@ -157,8 +176,10 @@ class CameraWorker(QThread):
         """Request interruption, wake the loop and wait; True when the thread has finished."""
         self.requestInterruption()
         self._signal_capture_stop()
-        self._box.wake()
         self._commands.put(lambda: None)
+        session = self._session
+        if session is not None:
+            session.box.wake()
         if not self.isRunning():
             return True
         return self.wait(timeout_ms)
@@ -191,13 +212,14 @@ class CameraWorker(QThread):
         self._drain_commands()
         if self._session is None or self.isInterruptionRequested():
             return
-        item = self._box.take(timeout=0.1)
+        session = self._session
+        item = session.box.take(timeout=0.1)
         if isinstance(item, _Captured):
             self._process_frame(item)
         elif isinstance(item, _SourceEvent):
             self._end_session(item.kind if item.kind == "ended" else item.message)
-        elif not self._session.thread.is_alive():
-            last = self._box.take(timeout=0)  # the capture thread's last word, if any
+        elif not session.thread.is_alive():
+            last = session.box.take(timeout=0)  # the capture thread's last word, if any
             self._end_session(last.message if isinstance(last, _SourceEvent) and last.message
                               else "ended" if isinstance(last, _SourceEvent) else "stopped")
 
@@ -236,17 +258,13 @@ class CameraWorker(QThread):
             logger.exception("loading %s failed", path)
             self.model_failed.emit(str(path), f"{path}: {type(exc).__name__}: {exc}", False)
             return
-        self._tracker.reset()  # smoothed probabilities of the old label set mean nothing now
         self.model_loaded.emit(info)
 
     def _cmd_set_detector(self, name: str) -> None:
         self._run_guarded(f"detector {name}", lambda: self._recognizer.set_detector(name))
 
-    def _cmd_set_options(self, align: bool | None, tta: bool | None, smoothing: bool | None,
-                         video_size: int | None) -> None:
-        if smoothing is not None:
-            self._tracker.smoothing = smoothing
-        self._run_guarded("changing options", lambda: self._recognizer.set_options(align=align, tta=tta))
+    def _cmd_set_options(self, options: dict[str, Any], video_size: int | None) -> None:
+        self._run_guarded("changing options", lambda: self._recognizer.set_options(**options))
         if video_size is not None:
             self._run_guarded("changing the detection size",
                               lambda: self._recognizer.set_video_size(video_size))
@@ -258,14 +276,14 @@ class CameraWorker(QThread):
             kwargs["backoff"] = self._backoff
         source = VideoSource(spec, **kwargs)
         stop_event = threading.Event()
-        thread = threading.Thread(target=self._capture_loop, args=(source, stop_event), daemon=True,
+        box: FrameBox[Any] = FrameBox()
+        thread = threading.Thread(target=self._capture_loop, args=(source, stop_event, box), daemon=True,
                                   name=f"capture {spec.describe()}")
-        self._box.clear()
-        self._tracker.reset()
+        self._recognizer.reset_tracks()
         self.processed = 0
         self._fps = 0.0
         self._last_done = 0.0
-        self._session = _Session(spec, source, thread, stop_event)
+        self._session = _Session(spec, source, thread, stop_event, box=box)
         thread.start()
 
     def _cmd_close_source(self, reason: str) -> None:
@@ -282,22 +300,30 @@ class CameraWorker(QThread):
             else:
                 bgr = image
             read_ms = (time.perf_counter() - start) * 1000
-            faces, timings = self._recognizer.process(bgr)
-            timings["capture"] = read_ms
+            result = self._recognizer.process_photo(bgr)
+            timings = dict(result.timings, capture=read_ms)
             self.photo_ready.emit(FramePacket(
-                image=bgr, faces=faces, timings=timings,
+                image=bgr, faces=result.faces, timings=timings,
                 photo_path=name or (image if isinstance(image, str) else ""),
                 labels=self._recognizer.labels))
         self._run_guarded("recognising the photo", work)
 
-    def _cmd_start_recording(self, csv_path: str, video_path: str | None) -> None:
-        from app.core.recording import ResultRecorder
+    def _cmd_start_recording(self, csv_path: str, video_path: str | None, overwrite_video: bool) -> None:
+        from app.core.recording import ResultRecorder, check_outputs
+        from app.core.sources import SourceKind
 
         self._cmd_stop_recording()
-        fps = self._session.source.fps if self._session is not None else 30.0
-        self._recorder = self._run_guarded("starting the recording", lambda: ResultRecorder(
-            csv_path, self._recognizer.labels, video_path=video_path, fps=fps or 30.0,
-            annotate=self._recognizer.annotate))
+        session = self._session
+        fps = session.source.fps if session is not None else 30.0
+        source = (str(session.spec.target) if session is not None and session.spec.kind is SourceKind.FILE
+                  else None)
+
+        def start() -> ResultRecorder:
+            check_outputs(csv_path, video_path, source)
+            return ResultRecorder(csv_path, self._recognizer.labels, video_path=video_path, fps=fps or 30.0,
+                                  annotate=self._recognizer.annotate, overwrite_video=overwrite_video)
+
+        self._recorder = self._run_guarded("starting the recording", start)
         if self._recorder is not None:
             self.status.emit(f"Recording to {csv_path}")
 
@@ -309,56 +335,58 @@ class CameraWorker(QThread):
 
     # ------------------------------------------------------------------------------------------ frames
 
-    def _capture_loop(self, source: VideoSource, stop: threading.Event) -> None:
-        """Capture thread: open, then read frames into the box until stopped, ended or failed."""
+    def _capture_loop(self, source: VideoSource, stop: threading.Event, box: FrameBox[Any]) -> None:
+        """Capture thread: open, then read frames into its session's box until stopped, ended or failed."""
         spec = source.spec
         try:
             source.open()
         except SourceError as exc:
-            self._box.put(_SourceEvent("failed", str(exc)))
+            box.put(_SourceEvent("failed", str(exc)))
             return
-        self.source_started.emit(spec.describe())
+        if not stop.is_set():  # a session already replaced says nothing to the window
+            self.source_started.emit(spec.describe())
         try:
-            self._read_frames(source, stop)
+            self._read_frames(source, stop, box)
         except Exception as exc:  # a decoder or driver error: report it as the end of this source
             logger.exception("capture of %s failed", spec.describe())
-            self._box.put(_SourceEvent("failed", f"{spec.describe()} failed: {type(exc).__name__}: {exc}"))
+            box.put(_SourceEvent("failed", f"{spec.describe()} failed: {type(exc).__name__}: {exc}"))
         finally:
             source.release()
 
-    def _read_frames(self, source: VideoSource, stop: threading.Event) -> None:
+    def _read_frames(self, source: VideoSource, stop: threading.Event, box: FrameBox[Any]) -> None:
         spec = source.spec
+
+        def status(text: str) -> None:
+            if not stop.is_set():
+                self.status.emit(text)
+
         while not stop.is_set():
-                t0 = time.perf_counter()
-                try:
-                    frame = source.read()
-                except EndOfStream:
-                    self._box.put(_SourceEvent("ended"))
+            t0 = time.perf_counter()
+            try:
+                frame = source.read()
+            except EndOfStream:
+                box.put(_SourceEvent("ended"))
+                return
+            except SourceLost as exc:
+                status(f"{exc} Reconnecting…")
+                if not source.reconnect(stop.is_set, lambda n, delay: status(
+                        f"{spec.describe()} lost; reconnecting in {delay:g} s (attempt {n})…")):
                     return
-                except SourceLost as exc:
-                    self.status.emit(f"{exc} Reconnecting…")
-                    if not source.reconnect(stop.is_set, lambda n, delay: self.status.emit(
-                            f"{spec.describe()} lost; reconnecting in {delay:g} s (attempt {n})…")):
-                        return
-                    self.status.emit(f"{spec.describe()} reconnected.")
-                    continue
-                except SourceError as exc:
-                    self._box.put(_SourceEvent("failed", str(exc)))
-                    return
-                self._box.put(_Captured(frame, source.frame_index, time.monotonic(),
-                                        (time.perf_counter() - t0) * 1000))
+                status(f"{spec.describe()} reconnected.")
+                continue
+            except SourceError as exc:
+                box.put(_SourceEvent("failed", str(exc)))
+                return
+            box.put(_Captured(frame, source.frame_index, time.monotonic(), (time.perf_counter() - t0) * 1000))
 
     def _process_frame(self, item: _Captured) -> None:
         session = self._session
         assert session is not None
-        start = time.perf_counter()
-        faces, timings = self._recognizer.process(item.image, video=True)
-        t_track = time.perf_counter()
-        faces = self._tracker.update(faces)
+        time_s = item.t - session.started
+        result = self._recognizer.process_frame(item.image, time_s)
         now = time.perf_counter()
-        timings["track"] = (now - t_track) * 1000
-        timings["capture"] = item.capture_ms
-        timings["total"] = (now - start) * 1000
+        faces = result.faces
+        timings = dict(result.timings, capture=item.capture_ms)
         timings["latency"] = (time.monotonic() - item.t) * 1000
         if self._last_done:
             instant = 1.0 / max(1e-6, now - self._last_done)
@@ -366,7 +394,6 @@ class CameraWorker(QThread):
         self._last_done = now
         timings["fps"] = self._fps
         self.processed += 1
-        time_s = item.t - session.started
         if self._recorder is not None:
             try:
                 self._recorder.write(time_s, item.index, faces, item.image)
@@ -381,7 +408,7 @@ class CameraWorker(QThread):
                 self._pending += 1
         self.frame_ready.emit(FramePacket(
             image=item.image, faces=faces, timings=timings, frame_index=item.index, time_s=time_s,
-            dropped=self._box.dropped, source=session.spec.describe(), labels=self._recognizer.labels))
+            dropped=session.box.dropped, source=session.spec.describe(), labels=self._recognizer.labels))
 
     def _close_capture(self) -> float:
         """Stop the capture thread and release the source; returns the seconds it took."""
@@ -395,7 +422,6 @@ class CameraWorker(QThread):
             logger.warning("capture of %s did not stop within 1.5 s", session.spec.describe())
         else:
             session.source.release()
-        self._box.clear()
         with self._pending_lock:
             self._pending = 0
         return time.monotonic() - start

@@ -229,14 +229,14 @@ def test_capture_is_released_even_while_a_slow_frame_is_processed(qtbot, worker,
     released, busy = [], []
 
     w = worker(capture_factory=_release_spy(released))
-    real_process = w._recognizer.process
+    real_process = w._recognizer.process_frame
 
-    def slow_process(image, video=False):  # a detector taking 1.5 s per frame (dlib's CNN on a slow CPU)
+    def slow_process(image, time_s=None):  # a detector taking 1.5 s per frame (dlib's CNN on a slow CPU)
         busy.append(time.monotonic())
         time.sleep(1.5)
-        return real_process(image, video)
+        return real_process(image, time_s)
 
-    w._recognizer.process = slow_process
+    w._recognizer.process_frame = slow_process
     w.open_source(SourceSpec.file(clip_path), loop=True)
     qtbot.waitUntil(lambda: bool(busy), timeout=30000)
     start = time.monotonic()
