@@ -27,9 +27,19 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _quiet_tensorflow() -> None:
-    # TF's C++ start-up chatter (CUDA probing, oneDNN notice) hides our own output on a CPU machine.
+#: Commands that never need TensorFlow (the window imports it in its worker thread, quietly too).
+NO_TENSORFLOW: frozenset[str] = frozenset({"gui", "preprocess"})
+
+
+def _quiet_tensorflow(command: str | None) -> None:
+    # TF's C++ start-up lines (oneDNN notice, cuda drivers, cuInit) would bury our own output on every
+    # command, and in the training dialog's log. TF_CPP_MIN_LOG_LEVEL does not reach the lines printed
+    # before TF's logging starts, so TensorFlow is imported once here with those lines filtered out.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if command and command not in NO_TENSORFLOW:
+        from app.core.tf_quiet import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _quiet_tensorflow()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_tensorflow(args.command)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from PyQt5.QtCore import QElapsedTimer, QObject, QProcess, QProcessEnvironment, QTimer, pyqtSignal
 
+from app.core.tf_quiet import is_noise
 from app.workers.training_protocol import (  # noqa: F401 - re-exported for callers of this module
     IMBALANCE_FLAGS, JsonLinesParser, ParsedLine, TextLineBuffer, TrainingConfig, TrainingOutcome, build_command,
 )
@@ -192,6 +193,8 @@ class TrainingProcess(QObject):
 
     def _log(self, line: str) -> None:
         self._keep_alive()
+        if is_noise(line):  # TensorFlow's start-up notices: nothing the user can act on
+            return
         self._stderr_tail.append(line)
         self.logLine.emit(line)
 

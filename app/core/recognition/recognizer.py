@@ -30,6 +30,7 @@ from app.core.recognition.detection import (
 )
 from app.core.recognition.pipeline import Face, FaceFilter, FrameResult, Pipeline
 from app.core.recognition.tracking import FaceTracker
+from app.core.tf_quiet import import_tensorflow_quietly
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class Recognizer:
         from app.core.recognition.classifier import EmotionClassifier, set_inference_threads
 
         start = time.perf_counter()
+        import_tensorflow_quietly()  # the window's terminal gets no TensorFlow start-up notices either
         if self._classifier is None:
             # One TensorFlow thread per op: a 1-8 face batch runs faster (bench/classifier.py) and the other
             # core stays free for capture, detection and drawing. Only possible before TF's first op.
