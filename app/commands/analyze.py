@@ -204,23 +204,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build_pipeline(args: argparse.Namespace) -> tuple[Any, str]:
+    from app.core.analysis.runner import build_analysis_pipeline
     from app.core.labels import parse_labels
     from app.core.model_io import default_model_path
-    from app.core.recognition.classifier import set_inference_threads
-    from app.core.recognition.detection import VIDEO_OPTIONS, create_detector
-    from app.core.recognition.pipeline import build_pipeline
 
     model = args.model or default_model_path()
     if model is None:
         raise FerStudioError("no model given and no default model is bundled; pass --model FILE.")
-    options = dict(VIDEO_OPTIONS.get(args.detector, {}))
-    if args.detect_size is not None:
-        if args.detect_size and args.detect_size < 32:
-            raise FerStudioError(f"--detect-size must be 0 or at least 32 pixels, got {args.detect_size}.")
-        options = {"max_side": args.detect_size} if args.detect_size else {}
-    # One TensorFlow thread per op: the other core decodes (as in the live view; bench/analyze.py).
-    set_inference_threads(1)
-    pipeline = build_pipeline(model, detector=create_detector(args.detector, **options), tta=args.tta,
-                              trust=args.trust_model, labels=parse_labels(args.labels),
-                              normalization=args.normalization)
+    if args.detect_size is not None and 0 < args.detect_size < 32:
+        raise FerStudioError(f"--detect-size must be 0 or at least 32 pixels, got {args.detect_size}.")
+    pipeline = build_analysis_pipeline(model, args.detector, args.detect_size, args.tta,
+                                       trust=args.trust_model, labels=parse_labels(args.labels),
+                                       normalization=args.normalization)
     return pipeline, Path(str(model)).name

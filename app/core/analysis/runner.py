@@ -87,6 +87,32 @@ class AnalysisResult:
         return self.frames_analysed / self.seconds if self.seconds > 0 else 0.0
 
 
+def build_analysis_pipeline(model: str | Path | None = None, detector: str | None = None,
+                            detect_size: int | None = None, tta: bool = False, **model_options: Any) -> Any:
+    """The pipeline ``analyze`` runs: the model (None: the bundled default), the detector at ``detect_size``.
+
+    ``detect_size`` is the longer side of the copy of each frame searched for faces: None = as the live
+    view (``VIDEO_OPTIONS``), 0 = the detector's photo setting. TensorFlow gets one thread per op, so the
+    other core decodes. ``model_options`` (trust, labels, normalization) go to ``build_pipeline``.
+    """
+    from app.core.recognition.classifier import set_inference_threads
+    from app.core.recognition.detection import (
+        DEFAULT_DETECTOR,
+        VIDEO_OPTIONS,
+        create_detector,
+    )
+    from app.core.recognition.pipeline import build_pipeline
+
+    name = detector or DEFAULT_DETECTOR
+    options = dict(VIDEO_OPTIONS.get(name, {}))
+    if detect_size is not None:
+        if 0 < detect_size < 32:
+            raise ValueError(f"the detection size must be 0 or at least 32 pixels, got {detect_size}")
+        options = {"max_side": int(detect_size)} if detect_size else {}
+    set_inference_threads(1)
+    return build_pipeline(model, detector=create_detector(name, **options), tta=tta, **model_options)
+
+
 def analyze_video(path: str | Path, out_parent: str | Path, pipeline: Any, options: AnalysisOptions,
                   *, on_progress: Callable[[Progress], None] | None = None,
                   stop: threading.Event | None = None, tracker: FaceTracker | None = None,
