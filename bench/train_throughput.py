@@ -1,38 +1,32 @@
-"""Training throughput (images/s): our input pipeline vs the reference posts' ImageDataGenerator.
+"""Training throughput (images/s): ``fer-studio train``'s pipeline vs the reference posts' stock Keras.
 
-Both sides train the same mini_XCEPTION (app.core.training.architectures) on the same real FER2013 Training rows,
-with the same batch size, the same number of steps and the same augmentation (horizontal flip, rotation,
-shift, zoom: the factors and fill mode are read from app.core.training.data.build_augmenter, so the two
-sides stay equal when it changes):
+For each architecture (default: the live default's mini_XCEPTION at 48x48, and the photo model's VGG-style
+net, width 32, trained on random 44x44 crops), on the same real FER2013 Training rows, batch size and
+number of steps:
 
-- ours, exactly as ``fer-studio train`` composes it: ``app.core.training.data.train_stream`` (tf.data:
-  index shuffle -> full even batches -> gather + normalise on whole batches, num_parallel_calls, prefetch)
-  feeding a model whose first block is ``build_augmenter()`` (Keras preprocessing layers, on batches).
-- reference: ``tf_keras.preprocessing.image.ImageDataGenerator(...).flow(x, y, batch_size)`` feeding
-  ``model.fit`` (wrapped in a generator, which is how Keras 3 takes a Python iterator) and the bare
-  mini_XCEPTION, as in the reference blog posts.
-- model only: the bare mini_XCEPTION on one fixed batch, repeated: no input work at all. This is the
-  ceiling no input pipeline can beat on this machine, so the ratio can reach the 3x target only where
-  the model step is much faster than ImageDataGenerator (a GPU); on a small CPU the model dominates.
+- reference: the stock Keras model (float32, Keras 3's unfused BatchNormalization) fed by
+  ``tf_keras.preprocessing.image.ImageDataGenerator(...).flow(x, y, batch_size)`` with the same
+  augmentation magnitudes (flip, rotation, shift, zoom), as in the reference blog posts. A crop-trained
+  net gets the centre crops of the rows at its input size, since ImageDataGenerator cannot crop.
+- ours, exactly as ``fer-studio train`` runs it: ``engine.build_training_model`` (batch norm through
+  TensorFlow's fused kernel, ``--precision auto``: bfloat16 where the CPU has it and the net gains) fed by
+  ``data.train_stream`` (tf.data: gather, normalise and one affine warp per image with the random crop,
+  in parallel with the step, prefetched).
+- model only: our model on one fixed batch, repeated: the ceiling for any input pipeline.
 
 Bench-only dependencies (never in install_requires): ``tf_keras`` (``pip install "tf_keras==2.21.*"``)
 and ``scipy`` (ImageDataGenerator's rotations/shifts/zooms use scipy.ndimage). Without them only our
-side is measured and a message says what to install.
-
-Any Keras backend: with ``KERAS_BACKEND=jax`` (a GPU machine without TensorFlow) "ours" is what
-``fer-studio train`` runs on that backend (app.core.training.data.NumpyBatches feeding the same model, the
-augmentation compiled into the training step) and the reference is the copy of ImageDataGenerator that
-Keras 3 itself still ships (``keras.src.legacy.preprocessing.image``, the same code as tf_keras's), so the
-comparison runs where the model step is fast enough for the input pipeline to matter. It needs the keras,
-namex and optree wheels carried there, plus scipy (present on the device image).
+side is measured and a message says what to install. On another Keras backend (``KERAS_BACKEND=jax`` on a
+GPU machine) the reference is Keras 3's own copy of ImageDataGenerator and ours the numpy stream.
 
 oneDNN caveat: with TF 2.20/2.21 and oneDNN on, a training step on an odd-sized batch crashes; every side
 here uses an even batch size and whole batches only (``--rows`` is rounded down to a multiple of it).
 
 Usage: python bench/train_throughput.py [--data ../shared/data/fer2013.csv.gz] [--rows 4096]
-       [--batch-size 64] [--steps 32] [--epochs 3] [--repeats 2]
-Each side trains ``--epochs`` epochs of ``--steps`` steps; the first epoch (tracing, warm-up) is not
-timed. Numbers depend on the machine and on whatever else runs on it: compare the ratio, not the rates.
+       [--archs mini_xception vgg:32:44] [--batch-size 64] [--steps 32] [--epochs 3] [--repeats 2]
+An arch is NAME[:WIDTH[:CROP]]. Each side trains ``--epochs`` epochs of ``--steps`` steps; the first
+epoch (tracing, warm-up) is not timed. Sides are interleaved over ``--repeats`` rounds and the median
+kept. Numbers depend on the machine and its load: compare the ratio, not the rates.
 """
 
 from __future__ import annotations
@@ -69,61 +63,52 @@ def read_training_rows(path: Path, rows: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.asarray(labels, np.int32)
 
 
-def compile_model(model):
+def arch_config(spec: str, batch_size: int):
+    """A TrainConfig for ``NAME[:WIDTH[:CROP]]``, as ``fer-studio train --arch NAME --width W --crop C``."""
+    from app.core.training.engine import TrainConfig
+
+    name, *rest = spec.split(":")
+    width = int(rest[0]) if rest and rest[0] else None
+    crop = int(rest[1]) if len(rest) > 1 else None
+    return TrainConfig(data="-", out="-", arch=name, width=width, crop=crop, batch_size=batch_size,
+                       optimizer="adam", schedule="constant")
+
+
+def reference_model(config):
+    """The stock architecture: float32, unfused batch norm, compiled as the reference posts do."""
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy",
-                  metrics=["accuracy"])
+    from app.core.training.architectures import build_model
+
+    model = build_model(config.arch, (*config.model_input_size, 1), 7, l2=config.l2, width=config.width)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
-def bare_model():
-    from app.core.training.architectures import build_model
+def our_model(config):
+    """The training model exactly as ``fer-studio train`` builds it (precision auto, fused batch norm)."""
+    from app.core.training.engine import build_training_model
+    from app.core.training.fast_layers import resolve_precision
 
-    return compile_model(build_model("mini_xception", (48, 48, 1), 7))
-
-
-def our_model():
-    """Augmentation layers + mini_XCEPTION, composed as app.core.training builds its training model."""
-    import keras
-
-    from app.core.training.architectures import build_model
-    from app.core.training.data import build_augmenter
-
-    inputs = keras.Input((48, 48, 1), name="image")
-    x = build_augmenter(seed=0)(inputs)
-    return compile_model(keras.Model(inputs, build_model("mini_xception", (48, 48, 1), 7)(x)))
+    precision, _ = resolve_precision(config.precision, config.arch)
+    return build_training_model(config, 7, precision)[0]
 
 
-def our_dataset(x: np.ndarray, y: np.ndarray, batch_size: int):
+def our_dataset(config, x: np.ndarray, y: np.ndarray):
     from app.core.training.data import train_stream
 
-    dataset, _ = train_stream(x, y, 7, batch_size, "minus1_1", seed=0)
+    dataset, _ = train_stream(x, y, 7, config.batch_size, "minus1_1", seed=0, augmentation=config.augmentation())
     kind = "tf.data" if hasattr(dataset, "map") else type(dataset).__name__
-    return dataset, f"app.core.training.data.train_stream ({kind}) + build_augmenter layers in the model"
+    return dataset, f"train_stream ({kind}, one warp per image{', random crop' if config.crop else ''})"
 
 
 def augmentation_settings() -> dict[str, object]:
-    """ImageDataGenerator arguments equal to build_augmenter()'s layers."""
-    from app.core.training.data import build_augmenter
+    """ImageDataGenerator arguments with the magnitudes of training's default Augmentation."""
+    from app.core.training.augment import Augmentation
 
-    settings: dict[str, object] = {}
-    for layer in build_augmenter().layers:
-        config = layer.get_config()
-        name = type(layer).__name__
-        if name == "RandomFlip":
-            settings["horizontal_flip"] = "horizontal" in config["mode"]
-            settings["vertical_flip"] = "vertical" in config["mode"]
-        elif name == "RandomRotation":
-            factor = config["factor"]
-            settings["rotation_range"] = 360.0 * float(max(abs(f) for f in np.atleast_1d(factor)))
-            settings["fill_mode"] = config["fill_mode"]
-        elif name == "RandomTranslation":
-            settings["height_shift_range"] = float(np.max(np.abs(config["height_factor"])))
-            settings["width_shift_range"] = float(np.max(np.abs(config["width_factor"])))
-        elif name == "RandomZoom":
-            settings["zoom_range"] = float(np.max(np.abs(config["height_factor"])))
-    return settings
+    aug = Augmentation.from_strength(1.0)
+    return {"horizontal_flip": aug.flip, "rotation_range": aug.rotation_deg, "width_shift_range": aug.shift,
+            "height_shift_range": aug.shift, "zoom_range": aug.zoom, "fill_mode": "reflect"}
 
 
 def _image_data_generator_class():
@@ -152,6 +137,7 @@ def _image_data_generator_class():
 
 def reference_iterator(x: np.ndarray, y: np.ndarray, batch_size: int):
     """ImageDataGenerator.flow as in the reference posts, or None with the reason when unavailable."""
+    import keras  # noqa: F401 - the generator class depends on the backend
     generator_class, origin = _image_data_generator_class()
     if generator_class is None:
         return None, (f"reference side skipped: {origin}. It needs the bench-only packages "
@@ -254,10 +240,54 @@ def pipeline_rate(iterator, batches: int, batch_size: int) -> float:
     return batches * batch_size / (time.perf_counter() - start)
 
 
+def bench_arch(spec: str, x: np.ndarray, y: np.ndarray, args: argparse.Namespace) -> dict[str, float]:
+    """Interleaved rounds of model only / ours / reference for one architecture; prints and returns medians."""
+    from app.core.training.augment import center_crop
+    from app.core.training.fast_layers import resolve_precision
+
+    config = arch_config(spec, args.batch_size)
+    precision, why = resolve_precision(config.precision, config.arch)
+    print(f"\n== {spec}: {config.arch}, input {config.model_input_size[0]}x{config.model_input_size[1]}"
+          f"{f' (random crops of 48x48)' if config.crop else ''}; ours in {precision} ({why}), fused batch norm")
+    ours, ours_name = our_dataset(config, x, y)
+    ref, ref_name = reference_iterator(center_crop(x, (config.crop, config.crop)) if config.crop else x, y,
+                                       args.batch_size)
+    print(f"input only  ours      : {pipeline_rate(batch_iterator(ours), args.steps, args.batch_size):9.0f} "
+          f"images/s   [{ours_name}]")
+    if ref is not None:
+        print(f"input only  reference : {pipeline_rate(ref, args.steps, args.batch_size):9.0f} images/s   [{ref_name}]")
+    first_x, first_y = next(batch_iterator(ours))
+    sides = {"model only": (lambda: our_model(config), lambda: fixed_batches(first_x, first_y)),
+             "ours": (lambda: our_model(config), lambda: ours)}
+    if ref is not None:
+        sides["reference"] = (lambda: reference_model(config), lambda: ref)
+    # Interleave the sides, rotating which goes first, and keep each side's median: on a shared machine the
+    # load changes from minute to minute, and a fixed order would bias the ratio.
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    names = list(sides)
+    for round_ in range(args.repeats):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            make_model, data = sides[name]
+            rates[name].append(train_rate(make_model, data(), args.steps, args.epochs, args.batch_size))
+        print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()) + " images/s")
+    median = {name: float(np.median(values)) for name, values in rates.items()}
+    print(f"training    model only: {median['model only']:9.0f} images/s   [one fixed batch repeated: the ceiling]")
+    print(f"training    ours      : {median['ours']:9.0f} images/s")
+    if ref is None:
+        print(ref_name)
+        return median
+    print(f"training    reference : {median['reference']:9.0f} images/s")
+    print(f"ratio ours / reference: {median['ours'] / median['reference']:.2f}x")
+    return median
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--rows", type=int, default=4096)
+    parser.add_argument("--archs", nargs="+", default=["mini_xception", "vgg:32:44"],
+                        help="NAME[:WIDTH[:CROP]] each (default: the live default's and the photo model's)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=32, help="training steps per epoch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per side; the first is not timed")
@@ -270,64 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_file():
         print(f"no data at {args.data}; pass --data path/to/fer2013.csv.gz", file=sys.stderr)
         return 2
-
     x, y = read_training_rows(args.data, args.rows)
     n = len(x) - len(x) % args.batch_size
     x, y = x[:n], y[:n]
-
-    print(f"{backend_description()}, {os.cpu_count()} CPU(s) visible; {n} real FER2013 Training rows, batch {args.batch_size}, "
-          f"{args.steps} steps x {args.epochs - 1} timed epoch(s) per side, mini_xception")
-
-    ours, ours_name = our_dataset(x, y, args.batch_size)
-    ref, ref_name = reference_iterator(x, y, args.batch_size)
-
-    from app.core.training.data import build_augmenter
-
-    augment = build_augmenter(seed=0)  # in training it runs inside the model; here alone, on the same batches
-    if hasattr(ours, "map"):  # tf.data: augmentation mapped in parallel, as it runs in the training step
-        import tensorflow as tf
-
-        augmented = iter(ours.map(lambda xb, yb: (augment(xb, training=True), yb),
-                                  num_parallel_calls=tf.data.AUTOTUNE))
-    else:  # other backends: eager calls here; compiled into the training step in training
-        augmented = ((augment(xb, training=True), yb) for xb, yb in batch_iterator(ours))
-    ours_pipe = pipeline_rate(augmented, args.steps, args.batch_size)
-    print(f"input only  ours      : {ours_pipe:9.0f} images/s   [{ours_name}]")
-    if ref is not None:
-        ref_pipe = pipeline_rate(ref, args.steps, args.batch_size)
-        print(f"input only  reference : {ref_pipe:9.0f} images/s   [{ref_name}]")
-
-    # The ceiling: the same training with no input work at all (one fixed batch, repeated).
-    first_x, first_y = next(batch_iterator(ours))
-    sides = {"model only": (bare_model, lambda: fixed_batches(first_x, first_y)), "ours": (our_model, lambda: ours)}
-    if ref is not None:
-        sides["reference"] = (bare_model, lambda: ref)
-    # Interleave the sides over --repeats rounds, rotating which goes first, and keep each side's median: on a
-    # shared machine the load changes from minute to minute, and a fixed order would bias the ratio.
-    rates: dict[str, list[float]] = {name: [] for name in sides}
-    names = list(sides)
-    for round_ in range(args.repeats):
-        shift = round_ % len(names)  # each round starts with another side: no side always runs first
-        for name in names[shift:] + names[:shift]:
-            make_model, data = sides[name]
-            rates[name].append(train_rate(make_model, data(), args.steps, args.epochs, args.batch_size))
-        print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()) + " images/s")
-    median = {name: float(np.median(values)) for name, values in rates.items()}
-    ceiling = median["model only"]
-    print(f"training    model only: {ceiling:9.0f} images/s   [one fixed batch repeated: the ceiling]")
-    print(f"training    ours      : {median['ours']:9.0f} images/s   "
-          f"({100 * median['ours'] / ceiling:.0f}% of the ceiling)")
-    if ref is None:
-        print(ref_name)
-        return 0
-    print(f"training    reference : {median['reference']:9.0f} images/s   "
-          f"({100 * median['reference'] / ceiling:.0f}% of the ceiling)")
-    print(f"ratio ours / reference: {median['ours'] / median['reference']:.2f}x (target >= 3x); "
-          f"ceiling / reference = {ceiling / median['reference']:.2f}x bounds what any input pipeline "
-          "could gain with this model on this machine")
-    if median["ours"] > 1.1 * ceiling:
-        print("note: a side ran faster than the ceiling, so the machine's load changed during the run; "
-              "rerun with more --repeats when it is quieter")
+    print(f"{backend_description()}, {os.cpu_count()} CPU(s) visible; {n} real FER2013 Training rows, batch "
+          f"{args.batch_size}, {args.steps} steps x {args.epochs - 1} timed epoch(s) per side")
+    results = {spec: bench_arch(spec, x, y, args) for spec in args.archs}
+    print("\nsummary (images/s, medians):")
+    for spec, median in results.items():
+        ratio = f"{median['ours'] / median['reference']:.2f}x" if "reference" in median else "n/a"
+        print(f"  {spec:16s} ours {median['ours']:7.0f}  reference {median.get('reference', float('nan')):7.0f}  "
+              f"ours/reference {ratio}  (ceiling {median['model only']:.0f})")
     return 0
 
 

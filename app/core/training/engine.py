@@ -171,9 +171,12 @@ def _optimizer(config: TrainConfig) -> Any:
     raise ValueError(f"unknown optimizer {config.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
-def _build_training_model(config: TrainConfig, num_classes: int, precision: str) -> tuple[Any, Any]:
+def build_training_model(config: TrainConfig, num_classes: int, precision: str) -> tuple[Any, Any]:
     """(training model, compiled; the bare architecture). They are one model unless random erasing (a
-    Keras layer in front of the architecture) is on; the other augmentation runs in the input stream."""
+    Keras layer in front of the architecture) is on; the other augmentation runs in the input stream.
+    Layers are built under ``precision``'s policy; batch norm runs fused on TensorFlow (fast_layers)."""
+    from app.core.training.fast_layers import use_fused_batch_norm
+
     import keras
 
     from app.core.training.architectures import build_model
@@ -197,6 +200,7 @@ def _build_training_model(config: TrainConfig, num_classes: int, precision: str)
     else:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     model.compile(optimizer=_optimizer(config), loss=loss, metrics=["accuracy"])
+    use_fused_batch_norm(model)
     return model, base
 
 
@@ -273,10 +277,10 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
         model, base, initial_epoch, best_value, best_epoch = _resume(Path(config.resume), config)
     elif strategy is not None:
         with strategy.scope():
-            model, base = _build_training_model(config, num_classes, precision)
+            model, base = build_training_model(config, num_classes, precision)
     else:
-        model, base = _build_training_model(config, num_classes, precision)
-    fused = use_fused_batch_norm(model)
+        model, base = build_training_model(config, num_classes, precision)
+    fused = use_fused_batch_norm(model)  # (again: a resumed model is loaded with stock calls)
     transfer = None
     if source is not None:
         from app.core.training.weight_transfer import transfer_weights
