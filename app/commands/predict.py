@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from app.core.errors import FerStudioError, ModelLoadError, OutputError
 from app.core.files import atomic_write_bytes
 from app.core.labels import parse_labels
+from app.commands.detection_options import add_detection_arguments, detection_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -26,14 +27,11 @@ _WRITABLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from app.core.recognition.detection import DEFAULT_DETECTOR, DETECTORS
     from app.core.model_io import NORMALISATIONS
 
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
     parser.add_argument("--model", help="model file (.h5, .hdf5 or .keras); default: the bundled model")
-    parser.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
-                        help=f"face detector (default: {DEFAULT_DETECTOR})")
-    parser.add_argument("--align", action="store_true", help="rotate each face so the eyes are level")
+    add_detection_arguments(parser)
     parser.add_argument("--tta", action="store_true", help="average each face with its mirror image")
     parser.add_argument("--json", action="store_true", help="one JSON object per image per line")
     parser.add_argument("--annotate", metavar="DIR", help="write annotated copies of the photos into DIR")
@@ -54,9 +52,8 @@ def run(args: argparse.Namespace) -> int:
         raise ModelLoadError("a model is required: no bundled default model was found in models/, so pass --model FILE "
                              "(a .h5, .hdf5 or .keras emotion model, e.g. one made by 'fer-studio train').")
     out_dir = _prepare_out_dir(args.annotate) if args.annotate else None
-    pipeline = build_pipeline(model, detector=args.detector, align=args.align, tta=args.tta,
-                              trust=args.trust_model, labels=parse_labels(args.labels),
-                              normalization=args.normalization)
+    pipeline = build_pipeline(model, **detection_kwargs(args), tta=args.tta, trust=args.trust_model,
+                              labels=parse_labels(args.labels), normalization=args.normalization)
 
     jobs: list[tuple[str, Path | None, str | None]] = []  # (name shown, file, problem)
     for given in args.paths:
