@@ -21,6 +21,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("analyze", "every face in every frame of video files -> CSV, summary and report"),
     ("train", "train a model on FER2013 or a folder-per-class data set"),
     ("evaluate", "score a model on a data set split"),
+    ("calibrate", "fit a model's temperature on a held-out split (honest probabilities); writes a copy"),
+    ("ensemble", "average several models into one plain Keras model file"),
     ("preprocess", "crop the faces of raw photos into a folder-per-class data set"),
     ("export", "re-save a model with its metadata (.h5/.keras)"),
     ("gui", "start the desktop application"),
