@@ -63,48 +63,67 @@ def default_out_dir(model: Path, data: Path, split: str) -> Path:
     return model.parent / safe
 
 
-def run(args: argparse.Namespace) -> int:
-    from app.core.datasets import is_fer2013_csv, load_split
-    from app.core.evaluation import align_labels, evaluate_predictions, predict_array, write_report
-    from app.core.model_io import load_model
+def load_scored_split(loaded: "LoadedModel", data_path: Path, split: str | None) -> tuple:  # noqa: F821
+    """(images, model-label indices, alignment, split name) of a data set split, read at the size the
+    model's classifier cuts its views from; classes the model does not know are left out."""
+    from app.core.datasets import load_split
+    from app.core.evaluation import align_labels
 
-    model_path, data_path = Path(args.model), Path(args.data)
-    if args.batch_size < 1:
-        raise DatasetError("--batch-size must be at least 1.")
-    if not data_path.exists():
-        raise DatasetError(f"{data_path}: no such file or folder.")
-    if not data_path.is_dir() and not is_fer2013_csv(data_path):
-        raise DatasetError(f"{data_path}: choose a FER2013 .csv/.csv.gz file or a folder with one sub-folder "
-                           "per class.")
-    loaded = load_model(model_path, trust=args.trust_model)
     spec = loaded.spec
-    split = args.split or _default_split(data_path)
+    split = split or _default_split(data_path)
     if not data_path.is_dir():
         from app.core.datasets import FER2013_SPLITS
 
         # Accept "privatetest" for "PrivateTest": the CSV's Usage values are the only FER2013 split names.
         split = {name.lower(): name for name in FER2013_SPLITS}.get(split.lower(), split)
-
-    tta = args.tta or spec.tta
-    # Read at the size the classifier cuts its views from (crop-trained models: the larger face).
     x, y_data, data_labels = load_split(data_path, split, spec.crop_from or spec.input_size, spec.channels)
     if len(y_data) == 0:
         raise DatasetError(f"{data_path}: split {split!r} holds no readable images.")
     keep, y, alignment = align_labels(y_data, data_labels, spec.labels)
-    kind = "folder" if data_path.is_dir() else "class"
-    for name in alignment.unmatched:
-        count = int((y_data == data_labels.index(name)).sum())
-        print(f"skipped {kind} {name!r} ({count} images): matches none of the model's labels "
-              f"({', '.join(spec.labels)})", file=sys.stderr)
-    x = x[keep]
+    alignment.skipped_counts.update({name: int((y_data == data_labels.index(name)).sum())
+                                     for name in alignment.unmatched})
     if len(y) == 0:
         raise DatasetError(f"{data_path}: split {split!r} has no images in the classes the model knows.")
+    return x[keep], y, alignment, split
+
+
+def check_data_path(data_path: Path) -> None:
+    from app.core.datasets import is_fer2013_csv
+
+    if not data_path.exists():
+        raise DatasetError(f"{data_path}: no such file or folder.")
+    if not data_path.is_dir() and not is_fer2013_csv(data_path):
+        raise DatasetError(f"{data_path}: choose a FER2013 .csv/.csv.gz file or a folder with one sub-folder "
+                           "per class.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.core.evaluation import evaluate_predictions, predict_array, write_report
+    from app.core.model_io import load_model
+
+    model_path, data_path = Path(args.model), Path(args.data)
+    if args.batch_size < 1:
+        raise DatasetError("--batch-size must be at least 1.")
+    check_data_path(data_path)
+    loaded = load_model(model_path, trust=args.trust_model)
+    spec = loaded.spec
+    x, y, alignment, split = load_scored_split(loaded, data_path, args.split)
+    y_data_counts = alignment.skipped_counts
+    kind = "folder" if data_path.is_dir() else "class"
+    for name in alignment.unmatched:
+        print(f"skipped {kind} {name!r} ({y_data_counts[name]} images): matches none of the model's labels "
+              f"({', '.join(spec.labels)})", file=sys.stderr)
+    tta = args.tta or spec.tta
 
     out_dir = Path(args.out) if args.out else default_out_dir(model_path, data_path, split)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: exists and is not a folder; choose another --out.")
     logger.info("scoring %d images of %s/%s", len(y), data_path, split)
-    probs = predict_array(loaded, x, batch_size=args.batch_size, tta=tta)
+    from app.core.calibration import reliability
+    from app.core.recognition.classifier import apply_temperature
+
+    raw = predict_array(loaded, x, batch_size=args.batch_size, tta=tta, calibrated=False)
+    probs = apply_temperature(raw, spec.temperature)
     meta = {
         "model": model_path.name,
         "model_path": str(model_path),
@@ -114,7 +133,10 @@ def run(args: argparse.Namespace) -> int:
         "class_mapping": {name: (spec.labels[i] if i is not None else None)
                           for name, i in alignment.mapping.items()},
         "skipped_classes": list(alignment.unmatched),
-        "skipped_images": int((~keep).sum()),
+        "skipped_images": int(sum(alignment.skipped_counts.values())),
+        "temperature": spec.temperature,
+        "ece": reliability(probs, y).ece,
+        "ece_uncalibrated": reliability(raw, y).ece,
     }
     report = evaluate_predictions(y, probs, spec.labels, meta=meta)
     try:

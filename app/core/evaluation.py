@@ -170,6 +170,7 @@ class LabelAlignment:
 
     mapping: dict[str, int | None]  # data-set class name -> model label index, or None
     unmatched: tuple[str, ...]  # data-set classes that match no model label (their samples are skipped)
+    skipped_counts: dict[str, int] = field(default_factory=dict)  # unmatched class -> its samples, when known
 
     @property
     def matched(self) -> tuple[str, ...]:
