@@ -26,16 +26,15 @@ logger = logging.getLogger(__name__)
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
+    from app.commands.detection_options import add_detection_arguments
     from app.core.model_io import NORMALISATIONS
-    from app.core.recognition.detection import DEFAULT_DETECTOR, DETECTORS
 
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
     parser.add_argument("--out", default="analysis", metavar="DIR",
                         help="folder for the results, one new sub-folder per video (default: ./analysis)")
     parser.add_argument("--every", type=int, default=1, metavar="N", help="analyse every Nth frame (default 1)")
     parser.add_argument("--model", help="model file (.h5, .hdf5 or .keras); default: the bundled model")
-    parser.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
-                        help=f"face detector (default: {DEFAULT_DETECTOR})")
+    add_detection_arguments(parser)
     parser.add_argument("--detect-size", type=int, default=None, metavar="PX",
                         help="longer side of the copy of each frame searched for faces; smaller is faster but "
                              "misses small faces; 0 = the detector's photo setting (default: as the live view)")
@@ -204,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build_pipeline(args: argparse.Namespace) -> tuple[Any, str]:
+    from app.commands.detection_options import detection_kwargs
     from app.core.analysis.runner import build_analysis_pipeline
     from app.core.labels import parse_labels
     from app.core.model_io import default_model_path
@@ -213,7 +213,8 @@ def _build_pipeline(args: argparse.Namespace) -> tuple[Any, str]:
         raise FerStudioError("no model given and no default model is bundled; pass --model FILE.")
     if args.detect_size is not None and 0 < args.detect_size < 32:
         raise FerStudioError(f"--detect-size must be 0 or at least 32 pixels, got {args.detect_size}.")
-    pipeline = build_analysis_pipeline(model, args.detector, args.detect_size, args.tta,
+    options = detection_kwargs(args)
+    pipeline = build_analysis_pipeline(model, options.pop("detector"), args.detect_size, args.tta,
                                        trust=args.trust_model, labels=parse_labels(args.labels),
-                                       normalization=args.normalization)
+                                       normalization=args.normalization, **options)
     return pipeline, Path(str(model)).name

@@ -93,7 +93,8 @@ def build_analysis_pipeline(model: str | Path | None = None, detector: str | Non
 
     ``detect_size`` is the longer side of the copy of each frame searched for faces: None = as the live
     view (``VIDEO_OPTIONS``), 0 = the detector's photo setting. TensorFlow gets one thread per op, so the
-    other core decodes. ``model_options`` (trust, labels, normalization) go to ``build_pipeline``.
+    other core decodes. ``model_options`` (trust, labels, normalization, align, min_face_size,
+    min_score) go to ``build_pipeline``.
     """
     from app.core.recognition.classifier import set_inference_threads
     from app.core.recognition.detection import (
