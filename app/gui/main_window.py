@@ -25,6 +25,7 @@ from app.core.model_io import MODEL_SUFFIXES
 from app.core.package_data import bundled_file
 from app.core.recognition.recognizer import ModelInfo
 from app.core.sources import SourceSpec, list_cameras
+from app.gui.analysis_launcher import AnalysisLauncher
 from app.gui.charts import EmotionTimeline, ProbabilityBars
 from app.gui.errors import show_error
 from app.gui.model_picker import NO_MODEL_TEXT, ModelController
@@ -93,6 +94,9 @@ class MainWindow(QMainWindow):
             record_button=self.record_button, record_video_check=self.record_video_check,
             current_source=lambda: self._source if self._running else None)
         self.options.attach(self.worker, self.photos.rerun)
+        self.analysis = AnalysisLauncher(self, self.settings, self.menu_file, before=self.action_snapshot,
+                                         model=lambda: self.models.info.path if self.models.info else None,
+                                         options=self.options.worker_options)
         self.models.refresh_recent()
         self._connect()
         self.worker.start()
@@ -368,4 +372,5 @@ class MainWindow(QMainWindow):
         logger.info("worker stopped in %.3f s", time.monotonic() - start)
         if dialog is not None:
             dialog.close()
+        self.analysis.shutdown()
         super().closeEvent(event)
