@@ -59,8 +59,13 @@ class AnalysisLauncher:
     def analyze(self, video: str, out: str | None = None) -> AnalysisDialog | None:
         """Open a dialog analysing ``video`` into ``out`` (default: the remembered results folder)."""
         options = self._options()
+        size = options.get("video_size")
         request = AnalysisRequest(video=str(video), out=str(out or self.out_folder), model=self._model(),
-                                  detector=options.get("detector"), tta=bool(options.get("tta")))
+                                  detector=options.get("detector"), tta=bool(options.get("tta")),
+                                  detect_size=None if size is None else int(size),
+                                  min_face_size=int(options.get("min_face_size") or 0),
+                                  min_score=float(options.get("min_score") or 0.0),
+                                  align=bool(options.get("align")))
         try:
             dialog = AnalysisDialog(request, self.parent)
         except RuntimeError as exc:

@@ -40,6 +40,10 @@ class AnalysisRequest:
     tta: bool = False
     every: int = 1
     annotated_video: bool = False
+    detect_size: int | None = None
+    min_face_size: int = 0
+    min_score: float = 0.0
+    align: bool = False
 
     def to_args(self) -> list[str]:
         args = ["analyze", self.video, "--out", self.out, "--events", "jsonl", "--every", str(self.every)]
@@ -49,6 +53,14 @@ class AnalysisRequest:
             args += ["--detector", self.detector]
         if self.tta:
             args.append("--tta")
+        if self.detect_size is not None:
+            args += ["--detect-size", str(self.detect_size)]
+        if self.min_face_size:
+            args += ["--min-face-size", str(self.min_face_size)]
+        if self.min_score:
+            args += ["--min-score", f"{self.min_score:g}"]
+        if self.align:
+            args.append("--align")
         if self.annotated_video:
             args.append("--annotated-video")
         return args

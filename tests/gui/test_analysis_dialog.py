@@ -96,16 +96,36 @@ def test_launcher_adds_the_action_and_passes_the_window_options(qtbot, qsettings
     settings = AppSettings(qsettings)
     settings.set("analysis/out", str(tmp_path / "results"))
     launcher = AnalysisLauncher(window, settings, menu, model=lambda: "/models/m.h5",
-                                options=lambda: {"detector": "haar", "tta": True})
+                                options=lambda: {"detector": "haar", "tta": True, "video_size": 320,
+                                                 "min_face_size": 40, "min_score": 0.5, "align": False})
     assert launcher.action in menu.actions() and launcher.action.text() == "Analyze video file…"
     launcher.analyze("/videos/a.mp4")
     assert started == [AnalysisRequest(video="/videos/a.mp4", out=str(tmp_path / "results"),
-                                       model="/models/m.h5", detector="haar", tta=True)]
-    assert started[0].to_args()[:5] == ["analyze", "/videos/a.mp4", "--out", str(tmp_path / "results"),
-                                        "--events"]
+                                       model="/models/m.h5", detector="haar", tta=True, detect_size=320,
+                                       min_face_size=40, min_score=0.5)]
+    args = started[0].to_args()
+    assert args[:5] == ["analyze", "/videos/a.mp4", "--out", str(tmp_path / "results"), "--events"]
+    assert " ".join(args).endswith("--model /models/m.h5 --detector haar --tta --detect-size 320 "
+                                   "--min-face-size 40 --min-score 0.5")
+    # The arguments are the command's own: its parser accepts them.
+    from app.cli import build_parser
+
+    parsed = build_parser().parse_args(args)
+    assert parsed.detect_size == 320 and parsed.min_face_size == 40 and parsed.tta
+
+
+class _FakeProcess:
+    def __init__(self) -> None:
+        self.shut_down = False
+
+    def shutdown(self) -> None:
+        self.shut_down = True
 
 
 class _FakeDialog:
+    def __init__(self) -> None:
+        self.process = _FakeProcess()
+
     def show(self) -> None:
         pass
 
@@ -121,3 +141,21 @@ def test_progress_text_and_a_child_that_cannot_start(qtbot, tmp_path):
     assert dialog.ui.statusLabel.text() == "25 / 100 frames, 25.0 frames/s, ETA 0:03, 2 people so far"
     outcome = finished(qtbot, dialog) if dialog.outcome is None else dialog.outcome
     assert not outcome.ok and "could not start" in outcome.error
+
+
+def test_main_window_has_the_action_with_its_own_options(qtbot, qsettings, tmp_path, monkeypatch):
+    from app.gui.main_window import MainWindow
+
+    started = []
+    monkeypatch.setattr("app.gui.analysis_launcher.AnalysisDialog",
+                        lambda request, parent: started.append(request) or _FakeDialog())
+    window = MainWindow(settings=qsettings, probe_cameras=False)
+    qtbot.addWidget(window)
+    actions = window.menu_file.actions()
+    assert window.analysis.action in actions
+    assert actions.index(window.analysis.action) == actions.index(window.action_snapshot) - 1
+    window.analysis.analyze(str(tmp_path / "v.mp4"), out=str(tmp_path / "out"))
+    options = window.options.worker_options()
+    assert started[0].detector == options["detector"] and started[0].detect_size == options["video_size"]
+    window.close()
+    assert window.worker.isFinished() and window.analysis.dialogs[0].process.shut_down
