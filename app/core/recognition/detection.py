@@ -192,6 +192,11 @@ class HogDetector(_ScaledDetector):
                  overlap: float = 0.3) -> None:
         super().__init__(max_side, overlap)
         self._api = _face_recognition()
+        import dlib
+
+        # Its own dlib detector, not face_recognition's shared one: dlib's detectors are not safe to call
+        # from two threads at once, and whole-video analysis detects on two threads (one detector each).
+        self._dlib_detector = dlib.get_frontal_face_detector()
         self.upsample = int(upsample)
         self.threshold = float(threshold)
 
@@ -199,7 +204,7 @@ class HogDetector(_ScaledDetector):
         return _rgb(image_bgr, scale)
 
     def _detect(self, work: np.ndarray) -> list[tuple[float, float, float, float, float]]:
-        rects, scores, _ = self._api.face_detector.run(work, self.upsample, self.threshold)
+        rects, scores, _ = self._dlib_detector.run(work, self.upsample, self.threshold)
         return [(r.left(), r.top(), r.width(), r.height(), _sigmoid(s)) for r, s in zip(rects, scores)]
 
 
