@@ -1,11 +1,11 @@
 """End-to-end pipeline benchmark on a video: frames/s and p50/p95 ms per stage at 640x480, RSS start/end.
 
-    python bench/pipeline.py --video ../shared/media/video/woman2.mp4 [--detector haar] [--frames N] [--json]
-    python bench/pipeline.py --video FILE --detector haar --frames 10000      # the soak run (RSS growth)
+    python bench/pipeline.py --video ../shared/media/video/woman2.mp4 [--detector hog] [--frames N] [--json]
+    python bench/pipeline.py --video FILE --detector hog --frames 10000      # the soak run (RSS growth)
 
-Each frame is read from the file (looping), resized to 640x480, run through the Qt-free pipeline
-(detect -> align -> classify) and the tracker, as the camera worker does, but with no frame pacing and no
-GUI. Without --model the bundled default model is used, or else an untrained mini_XCEPTION stand-in with
+Each frame is read from the file (looping), resized to 640x480 and run through the camera worker's own
+core path (:class:`app.core.recognition.recognizer.Recognizer`: detect -> filter -> align -> classify ->
+track), with no frame pacing and no GUI. Without --model the bundled default model is used, or else an untrained mini_XCEPTION stand-in with
 the same cost (stated in the output: timings only, its labels mean nothing).
 """
 
@@ -32,8 +32,6 @@ logger = logging.getLogger("bench.pipeline")
 
 STAGES = ("capture", "detect", "align", "classify", "track", "total")
 SIZE = (640, 480)
-#: The app's default for live video (app/workers/recognition.py, kept in step here to stay Qt-free).
-DEFAULT_VIDEO_SIZE = 320
 #: dlib's CNN takes about a second per frame on two CPU cores: cap it unless --frames is asked for it alone.
 CNN_FRAMES_WHEN_ALL = 30
 
@@ -70,16 +68,12 @@ def run_detector(video: Path, model: Path, detector: str, frames: int, warmup: i
                  tta: bool, video_size: int) -> dict[str, Any]:
     import cv2
 
-    from app.core.recognition.detection import create_detector
-    from app.core.recognition.pipeline import build_pipeline
+    from app.core.recognition.recognizer import Recognizer
     from app.core.sources import SourceSpec, VideoSource
-    from app.core.recognition.tracking import FaceTracker
 
-    # As the camera worker does: live frames are searched on a copy ``video_size`` wide (0: detector default).
-    options = {"max_side": video_size} if video_size else {}
-    face_detector = create_detector(detector, **options)
-    pipeline = build_pipeline(str(model), detector=face_detector, align=align, tta=tta)
-    tracker = FaceTracker()
+    # The camera worker's recognition state, as it runs a live source (video_size 0: detector default).
+    recognizer = Recognizer(detector, align=align, tta=tta, video_size=video_size)
+    recognizer.load(str(model))
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
     faces_seen = 0
     with VideoSource(SourceSpec.file(video), loop=True) as source:
@@ -92,18 +86,14 @@ def run_detector(video: Path, model: Path, detector: str, frames: int, warmup: i
             t0 = time.perf_counter()
             frame = cv2.resize(source.read(), SIZE, interpolation=cv2.INTER_AREA)
             t1 = time.perf_counter()
-            result = pipeline.process(frame)
-            t2 = time.perf_counter()
-            tracked = tracker.update(result.faces)
-            t3 = time.perf_counter()
+            result = recognizer.process_frame(frame, i / 30.0)
             if i < warmup:
                 continue
-            faces_seen += len(tracked)
+            faces_seen += len(result.faces)
             samples["capture"].append((t1 - t0) * 1000)
-            for stage in ("detect", "align", "classify"):
-                samples[stage].append(float(result.timings.get(stage, 0.0)))
-            samples["track"].append((t3 - t2) * 1000)
-            samples["total"].append((t3 - t0) * 1000)
+            for stage in ("detect", "align", "classify", "track"):
+                samples[stage].append(float(result.timings[stage]))
+            samples["total"].append((t1 - t0) * 1000 + result.timings["total"])
     wall = time.perf_counter() - wall_start
     cpu = time.process_time() - cpu_start
     gc.collect()
@@ -138,11 +128,13 @@ def format_row(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--video", required=True, type=Path, help="video file to read (looped as needed)")
-    parser.add_argument("--detector", choices=("haar", "hog", "cnn"), action="append",
+    parser.add_argument("--detector", choices=("hog", "haar", "cnn"), action="append",
                         help="detector to measure (repeatable); default: every one that can run here")
     parser.add_argument("--frames", type=int, default=300, help="frames to time per detector (default 300)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed frames first (default 10)")
     parser.add_argument("--model", type=Path, help="model file (default: bundled model, else a stand-in)")
+    from app.core.recognition.detection import DEFAULT_VIDEO_SIZE
+
     parser.add_argument("--video-size", type=int, default=DEFAULT_VIDEO_SIZE,
                         help=f"long side (px) faces are searched at, as the app's 'Video detection' setting "
                         f"(default {DEFAULT_VIDEO_SIZE}; 0 = the detector's own default, as for photos)")
@@ -152,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="TensorFlow threads per op (default 1, as the app's camera worker; 0: TF's choice)")
     args = parser.parse_args(argv)
+    from app.core.tf_quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     if args.threads:
         from app.core.recognition.classifier import set_inference_threads
 
@@ -159,12 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     rss_start = rss_mb()
-    from app.core.recognition.detection import detector_available
     from app.core.model_io import default_model_path
+    from app.core.recognition.detection import detector_available
 
     if not args.video.is_file():
         parser.error(f"no such video file: {args.video}")
-    detectors = args.detector or [d for d in ("haar", "hog", "cnn") if detector_available(d) is None]
+    detectors = args.detector or [d for d in ("hog", "haar", "cnn") if detector_available(d) is None]
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or default_model_path()
         note = ""

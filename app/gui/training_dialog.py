@@ -116,7 +116,7 @@ class TrainingDialog(QDialog):
     # -- public API ------------------------------------------------------------------------------------------
 
     def config(self, resume: str | None = None) -> TrainingConfig:
-        """The run the form describes (``resume``: None fresh, "" from the output folder's last.h5)."""
+        """The run the form describes (``resume``: None fresh, "" from the output folder's last.keras)."""
         ui = self.ui
         data = ui.dataEdit.text().strip()
         return TrainingConfig(

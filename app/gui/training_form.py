@@ -16,7 +16,7 @@ GROUP = "training"
 #: Order of the imbalance combo box's items in the form.
 IMBALANCE_CHOICES = ("none", "class_weights", "oversample", "focal_loss")
 #: What --resume (without a path) continues from, in the output folder.
-RESUME_FILES = ("last.keras", "last.h5")
+RESUME_FILES = ("last.keras",)  # the only file the engine writes for --resume
 
 
 def save_form(ui: Any, window: QWidget, settings: QSettings) -> None:

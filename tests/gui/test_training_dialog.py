@@ -182,3 +182,12 @@ def test_format_duration_and_eta():
     assert format_duration(5) == "0:05" and format_duration(75) == "1:15" and format_duration(3725) == "1:02:05"
     # 10 s for 25 of 100 steps of epoch 2 of 4; earlier epochs took 50 s: 30 s left here, then 2 x 50 s.
     assert eta_text(10.0, 2, 25, 100, 4, [50.0]) == "epoch 0:30 left · run ~2:10"
+
+
+def test_resume_is_offered_only_for_what_the_engine_writes(tmp_path):
+    from app.gui.training_form import can_resume, holds_run
+
+    (tmp_path / "last.h5").write_bytes(b"a stray file the engine never writes")
+    assert not can_resume(tmp_path)  # --resume would fail on it: not offered
+    (tmp_path / "last.keras").write_bytes(b"checkpoint")
+    assert can_resume(tmp_path) and holds_run(tmp_path)
