@@ -33,7 +33,8 @@ def distillation_targets(teacher: Any, images: np.ndarray, labels: np.ndarray, d
                          weight: float, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """(N, K) float32 training targets: ``(1 - weight) * one_hot(labels) + weight * teacher probabilities``.
 
-    ``teacher`` is a LoadedModel; its outputs are re-ordered to ``data_labels`` by name and renormalised over
+    ``teacher`` is a LoadedModel, scored through the app's classifier with its own TTA and temperature; its
+    outputs are re-ordered to ``data_labels`` by name and renormalised over
     those classes (a 7-class teacher can teach a 3-class set).
     """
     if not 0.0 < weight <= 1.0:
@@ -42,7 +43,10 @@ def distillation_targets(teacher: Any, images: np.ndarray, labels: np.ndarray, d
 
     name = teacher.path.name if teacher.path is not None else "teacher"
     columns = teacher_columns(teacher.spec.labels, data_labels, name)
-    scores = predict_array(teacher, images, tta=True, progress=progress)[:, columns]
+    # The teacher's own test-time augmentation (ten-crop for a crop-trained teacher), at least a flip, and
+    # its calibrated probabilities: honest soft targets.
+    tta = teacher.spec.tta if teacher.spec.tta != "none" else "flip"
+    scores = predict_array(teacher, images, tta=tta, progress=progress)[:, columns]
     scores /= np.maximum(scores.sum(axis=1, keepdims=True), 1e-12)
     one_hot = np.eye(len(data_labels), dtype=np.float32)[labels]
     return ((1.0 - weight) * one_hot + weight * scores).astype(np.float32)
