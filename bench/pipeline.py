@@ -5,8 +5,9 @@
 
 Each frame is read from the file (looping), resized to 640x480 and run through the camera worker's own
 core path (:class:`app.core.recognition.recognizer.Recognizer`: detect -> filter -> align -> classify ->
-track), with no frame pacing and no GUI. Without --model the bundled default model is used, or else an untrained mini_XCEPTION stand-in with
-the same cost (stated in the output: timings only, its labels mean nothing).
+track), with no frame pacing and no GUI. Without --model the bundled default model is used, or else an
+untrained mini_XCEPTION stand-in with the same cost (stated in the output: timings only, its labels mean
+nothing).
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ def rss_mb() -> float:
 
 def stand_in_model(folder: Path) -> Path:
     """An untrained mini_XCEPTION (64x64 grey, 7 classes) saved with metadata: the cost of the real thing."""
-    from app.core.training.architectures import build_model
     from app.core.labels import FER2013_LABELS
     from app.core.model_io import ModelSpec, save_model
+    from app.core.training.architectures import build_model
 
     path = folder / "mini_xception_untrained.keras"
     spec = ModelSpec(labels=FER2013_LABELS, input_size=(64, 64), channels=1, normalization="minus1_1",

@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from app.core.errors import DetectorError
+from app.core.images import read_image
 from app.core.recognition.detection import (
     DEFAULT_DETECTOR,
     DEFAULT_VIDEO_SIZE,
@@ -20,8 +22,6 @@ from app.core.recognition.detection import (
     eye_angle,
     suppress_overlaps,
 )
-from app.core.errors import DetectorError
-from app.core.images import read_image
 
 EXPECTED = {"two_people.jpg": 2, "justin.jpg": 1}
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from app.core.errors import SourceError
-from app.core.sources import (DEMO_CLIP, EndOfStream, SourceKind, SourceLost, SourceSpec, VideoSource,
-                              list_cameras)
+from app.core.sources import DEMO_CLIP, EndOfStream, SourceKind, SourceLost, SourceSpec, VideoSource, list_cameras
 
 
 @pytest.fixture(scope="module")

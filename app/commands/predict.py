@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from app.commands.detection_options import add_detection_arguments, detection_kwargs
 from app.core.errors import FerStudioError, ModelLoadError, OutputError
 from app.core.files import atomic_write_bytes
 from app.core.labels import parse_labels
-from app.commands.detection_options import add_detection_arguments, detection_kwargs
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.core.datasets import FER2013_COLUMNS, FER2013_SPLITS, open_text, folder_layout, is_fer2013_csv
+from app.core.datasets import FER2013_COLUMNS, FER2013_SPLITS, folder_layout, is_fer2013_csv, open_text
 from app.core.errors import DatasetError
 from app.core.labels import FER2013_LABELS
 

@@ -68,7 +68,7 @@ def is_fer2013_csv(path: str | os.PathLike[str]) -> bool:
 def open_text(path: Path) -> io.TextIOBase:
     if path.name.lower().endswith(".gz"):
         return gzip.open(path, "rt", encoding="utf-8", newline="")  # type: ignore[return-value]
-    return open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
 
 
 def _read_fer_lines(path: Path) -> tuple[list[str], list[str]]:
@@ -216,9 +216,9 @@ def folder_layout(root: str | os.PathLike[str]) -> dict[str, dict[str, list[Path
 
 
 def _read_face(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
-    from app.core.images import read_image  # lazy: pulls in cv2 only when images are read
-
     import cv2
+
+    from app.core.images import read_image  # lazy: pulls in cv2 only when images are read
 
     image = read_image(path)
     if channels == 1:

@@ -60,19 +60,19 @@ class SourceSpec:
     target: int | str
 
     @classmethod
-    def camera(cls, index: int) -> "SourceSpec":
+    def camera(cls, index: int) -> SourceSpec:
         return cls(SourceKind.CAMERA, int(index))
 
     @classmethod
-    def file(cls, path: str | os.PathLike[str]) -> "SourceSpec":
+    def file(cls, path: str | os.PathLike[str]) -> SourceSpec:
         return cls(SourceKind.FILE, str(path))
 
     @classmethod
-    def stream(cls, url: str) -> "SourceSpec":
+    def stream(cls, url: str) -> SourceSpec:
         return cls(SourceKind.STREAM, url.strip())
 
     @classmethod
-    def parse(cls, text: str) -> "SourceSpec":
+    def parse(cls, text: str) -> SourceSpec:
         """A camera index ("0"), a URL with a stream scheme, or a file path; "kind:target" (as saved) too."""
         text = text.strip()
         for kind in SourceKind:
@@ -247,7 +247,7 @@ class VideoSource:
                 self._cap = None
                 logger.debug("released %s", self.spec.describe())
 
-    def __enter__(self) -> "VideoSource":
+    def __enter__(self) -> VideoSource:
         self.open()
         return self
 

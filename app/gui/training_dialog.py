@@ -26,11 +26,20 @@ from app.core.model_io import bundled_models_dir
 from app.core.package_data import bundled_file
 from app.gui.errors import show_error
 from app.gui.training_charts import ClassCountsChart, TrainingCurves, imbalance_warning, place_in
-from app.gui.training_report import ReportView, read_epoch_log, read_report_json
 from app.gui.training_form import (
-    IMBALANCE_CHOICES, ask_close_while_training, browse_start, can_resume, epoch_log_line, eta_text, fresh_folder,
-    holds_run, restore_form, save_form, start_log_line,
+    IMBALANCE_CHOICES,
+    ask_close_while_training,
+    browse_start,
+    can_resume,
+    epoch_log_line,
+    eta_text,
+    fresh_folder,
+    holds_run,
+    restore_form,
+    save_form,
+    start_log_line,
 )
+from app.gui.training_report import ReportView, read_epoch_log, read_report_json
 from app.workers.dataset_scan import DatasetScanner
 from app.workers.training_process import TrainingConfig, TrainingOutcome, TrainingProcess
 

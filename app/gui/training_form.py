@@ -28,7 +28,8 @@ def save_form(ui: Any, window: QWidget, settings: QSettings) -> None:
         "augment": ui.augmentCheck.isChecked(), "mixup": ui.mixupCheck.isChecked(),
         "imbalance": IMBALANCE_CHOICES[ui.imbalanceCombo.currentIndex()],
         "label_smoothing": ui.smoothingSpin.value(), "val_split": ui.valSplitSpin.value(),
-        "max_samples": ui.maxSamplesSpin.value(), "init_from": ui.initEdit.text().strip(), "splitter": ui.mainSplitter.saveState(),
+        "max_samples": ui.maxSamplesSpin.value(), "init_from": ui.initEdit.text().strip(),
+        "splitter": ui.mainSplitter.saveState(),
         "geometry": window.saveGeometry(),
     }
     settings.beginGroup(GROUP)

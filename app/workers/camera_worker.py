@@ -30,9 +30,8 @@ from typing import Any, Callable
 import numpy as np
 from PyQt5.QtCore import QThread, pyqtSignal
 
-from app.core.recognition.pipeline import Face
-
 from app.core.errors import FerStudioError, SourceError, UnsafeModelError
+from app.core.recognition.pipeline import Face
 from app.core.recognition.recognizer import DEFAULT_VIDEO_SIZE, Recognizer
 from app.core.sources import EndOfStream, SourceLost, SourceSpec, VideoSource
 from app.workers.frame_box import FrameBox

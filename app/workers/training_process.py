@@ -22,7 +22,13 @@ from PyQt5.QtCore import QElapsedTimer, QObject, QProcess, QProcessEnvironment, 
 
 from app.core.tf_quiet import is_noise
 from app.workers.training_protocol import (  # noqa: F401 - re-exported for callers of this module
-    IMBALANCE_FLAGS, JsonLinesParser, ParsedLine, TextLineBuffer, TrainingConfig, TrainingOutcome, build_command,
+    IMBALANCE_FLAGS,
+    JsonLinesParser,
+    ParsedLine,
+    TextLineBuffer,
+    TrainingConfig,
+    TrainingOutcome,
+    build_command,
 )
 
 logger = logging.getLogger(__name__)

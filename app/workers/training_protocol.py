@@ -15,7 +15,6 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +26,7 @@ IMBALANCE_FLAGS: dict[str, str | None] = {
     "focal_loss": "--focal-loss",
 }
 
-ParsedLine = Union[dict, str]
+ParsedLine = dict | str
 
 
 @dataclass

@@ -16,7 +16,11 @@ import pytest
 
 from app.workers import training_process
 from app.workers.training_protocol import (
-    JsonLinesParser, TextLineBuffer, TrainingConfig, TrainingOutcome, build_command,
+    JsonLinesParser,
+    TextLineBuffer,
+    TrainingConfig,
+    TrainingOutcome,
+    build_command,
 )
 
 EVENTS = [
