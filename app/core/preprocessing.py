@@ -144,8 +144,8 @@ def preprocess_folder(
     unknown detector) and DatasetError when no photo had a face; per-photo problems are collected in the
     result instead. ``progress(done, total, photo)`` is called after each photo.
     """
-    from app.core.recognition.detection import align_face, create_detector
     from app.core.images import read_image
+    from app.core.recognition.detection import align_face, create_detector
 
     raw, out = Path(raw_dir), Path(out_dir)
     if size < 8:
