@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from app.core import model_io
-from app.core.recognition.detection import Detection, create_detector
 from app.core.errors import ModelLoadError
 from app.core.images import read_image
 from app.core.labels import FER2013_LABELS
+from app.core.recognition.detection import Detection, create_detector
 from app.core.recognition.pipeline import (
     STAGES,
     Face,
@@ -105,8 +105,8 @@ def test_align_adds_landmarks(tiny_model_path: Path, data_dir: Path) -> None:
 
 
 def test_annotate_draws_on_a_copy(pipeline: Pipeline, data_dir: Path) -> None:
-    from app.core.recognition.annotate import draw_faces
     from app.core.labels import colour_for
+    from app.core.recognition.annotate import draw_faces
 
     image = read_image(data_dir / "two_people.jpg")
     original = image.copy()
@@ -115,14 +115,36 @@ def test_annotate_draws_on_a_copy(pipeline: Pipeline, data_dir: Path) -> None:
     assert np.array_equal(image, original)  # the input is untouched
     assert drawn.shape == image.shape and not np.array_equal(drawn, image)
     x, y, _, h = faces[0].box
+    faces[0].uncertain = False
     r, g, b = colour_for(faces[0].label)
-    assert drawn[y + h // 2, x].tolist() == [b, g, r]  # the box's left edge in the label's colour
+    assert draw_faces(image, faces)[y + h // 2, x].tolist() == [b, g, r]  # the box's edge in the label's colour
     assert np.array_equal(draw_faces(image, []), image)
 
 
+def test_a_face_below_the_threshold_is_uncertain_and_keeps_its_probabilities(pipeline: Pipeline,
+                                                                              data_dir: Path) -> None:
+    from app.core.recognition.annotate import UNCERTAIN_BGR, caption, draw_faces
+    from app.core.recognition.pipeline import check_uncertain_below
+
+    image = read_image(data_dir / "two_people.jpg")
+    pipeline.uncertain_below = 0.0
+    faces = pipeline.process(image).faces
+    assert faces and not any(face.uncertain for face in faces)
+    pipeline.uncertain_below = 0.999999
+    faces = pipeline.process(image).faces
+    assert all(face.uncertain for face in faces)
+    assert all(len(face.probabilities) == len(pipeline.labels) and face.label for face in faces)
+    assert caption(faces[0]).startswith(f"uncertain ({faces[0].label} ")
+    x, y, _, h = faces[0].box
+    assert draw_faces(image, faces)[y + h // 2, x].tolist() == list(UNCERTAIN_BGR)
+    for bad in (-0.1, 1.0, 2):
+        with pytest.raises(ValueError, match="uncertainty threshold"):
+            check_uncertain_below(bad)
+
+
 def test_missing_dlib_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tiny_model_path: Path) -> None:
-    from app.core.recognition import detection
     from app.core.errors import DetectorError
+    from app.core.recognition import detection
 
     def missing():  # type: ignore[no-untyped-def]
         raise DetectorError("this detector needs dlib and face_recognition, which are not installed")

@@ -29,9 +29,15 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 NO_LABEL_BGR: tuple[int, int, int] = (255, 200, 0)
 
 
-def _bgr(label: str) -> tuple[int, int, int]:
+#: BGR colour of an "uncertain" face (its top probability is below the threshold).
+UNCERTAIN_BGR: tuple[int, int, int] = (150, 150, 150)
+
+
+def _bgr(label: str, uncertain: bool = False) -> tuple[int, int, int]:
     if not label:
         return NO_LABEL_BGR
+    if uncertain:
+        return UNCERTAIN_BGR
     r, g, b = colour_for(label)
     return b, g, r
 
@@ -42,11 +48,14 @@ def face_key(face: Face, index: int) -> int:
 
 
 def caption(face: Face) -> str:
-    """"#3 happy 91%": the track id (video) and the label with its probability (when classified)."""
+    """"#3 happy 91%": the track id (video) and the label with its probability (when classified);
+    "#3 uncertain (happy 34%)" when the top probability is below the threshold."""
     parts = []
     if face.track_id is not None:
         parts.append(f"#{face.track_id}")
-    if face.label:
+    if face.label and face.uncertain:
+        parts.append(f"uncertain ({face.label} {float(face.score):.0%})")
+    elif face.label:
         parts.append(f"{face.label} {float(face.score):.0%}")
     return " ".join(parts)
 
@@ -84,7 +93,7 @@ def draw_faces(image_bgr: np.ndarray, faces: Sequence[Face], bars: bool = True,
     width = canvas.shape[1]
     for index, face in enumerate(faces):
         x, y, w, h = (int(v) for v in face.box)
-        colour = _bgr(face.label)
+        colour = _bgr(face.label, face.uncertain)
         # Scale with the face, but stay readable on tiny faces and not absurd on huge ones.
         s = float(np.clip(h / 160.0, 0.35, 4.0))
         thickness = max(min_line, round(2 * s))

@@ -21,7 +21,7 @@ import numpy as np
 
 from app.core.errors import DetectorError, ModelLoadError
 from app.core.model_io import default_model_path, load_model
-from app.core.recognition.classifier import EmotionClassifier
+from app.core.recognition.classifier import DEFAULT_UNCERTAIN_BELOW, EmotionClassifier, is_uncertain
 from app.core.recognition.detection import (
     DEFAULT_DETECTOR,
     Detection,
@@ -58,6 +58,9 @@ class Face:
     landmarks: np.ndarray | None = None
     track_id: int | None = None
     detection_score: float = 1.0
+    #: The top (calibrated) probability is below the pipeline's ``uncertain_below``: shown as "uncertain",
+    #: with the top label and every probability still given.
+    uncertain: bool = False
 
 
 @dataclass
@@ -100,12 +103,14 @@ class Pipeline:
     """
 
     def __init__(self, detector: FaceDetector, classifier: EmotionClassifier | None, align: bool = False,
-                 tracker: FaceTracker | None = None, face_filter: FaceFilter | None = None) -> None:
+                 tracker: FaceTracker | None = None, face_filter: FaceFilter | None = None,
+                 uncertain_below: float = DEFAULT_UNCERTAIN_BELOW) -> None:
         self.detector = detector
         self.classifier = classifier
         self.align = align
         self.tracker = tracker
         self.face_filter = face_filter or FaceFilter()
+        self.uncertain_below = check_uncertain_below(uncertain_below)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -136,6 +141,9 @@ class Pipeline:
                           landmarks=d.landmarks, detection_score=float(d.score)) for d in detections]
         if self.tracker is not None:
             faces = self.tracker.update(faces, image_bgr)  # the frame lets it re-identify people
+        for face in faces:  # after tracking: a track's smoothed probabilities are what is shown
+            face.uncertain = bool(face.probabilities) and is_uncertain(
+                np.fromiter(face.probabilities.values(), np.float32), self.uncertain_below)
         end = time.perf_counter()
         timings = {
             "detect": (detected - start) * 1000.0,
@@ -162,6 +170,13 @@ class Pipeline:
         return detections, [align_face(image_bgr, d, size) for d in detections]
 
 
+def check_uncertain_below(threshold: float) -> float:
+    """The "uncertain" threshold, checked: a probability in [0, 1) (0 turns the state off)."""
+    if not 0.0 <= float(threshold) < 1.0:
+        raise ValueError(f"the uncertainty threshold must be at least 0 and below 1, got {threshold}")
+    return float(threshold)
+
+
 def _int_box(box: tuple[float, ...] | tuple[int, ...]) -> Box:
     x, y, w, h = (int(v) for v in box)
     return x, y, w, h
@@ -171,7 +186,7 @@ def build_pipeline(
     model_path: str | os.PathLike[str] | None,
     detector: str | FaceDetector = DEFAULT_DETECTOR,
     align: bool = False,
-    tta: bool = False,
+    tta: bool | str = False,
     trust: bool = False,
     labels: list[str] | tuple[str, ...] | None = None,
     normalization: str | None = None,
@@ -179,14 +194,17 @@ def build_pipeline(
     min_face_size: int = 0,
     min_score: float = 0.0,
     track: bool = False,
+    uncertain_below: float = DEFAULT_UNCERTAIN_BELOW,
 ) -> Pipeline:
     """Load a model (``None``: the bundled default) and a detector (a name or an instance) into a Pipeline.
 
-    ``min_face_size``/``min_score`` set its :class:`FaceFilter`; ``track`` gives it a fresh
+    ``min_face_size``/``min_score`` set its :class:`FaceFilter`; ``uncertain_below`` the top probability
+    under which a face is "uncertain"; ``tta`` is False/"none", True/"flip" or "crops"; ``track`` gives it a fresh
     :class:`FaceTracker` (for the frames of one video). Call it in the thread that will run the pipeline:
     the model is built and traced there. Raises ModelLoadError, DetectorError or ValueError (bad filter).
     """
     face_filter = FaceFilter(int(min_face_size), float(min_score))
+    check_uncertain_below(uncertain_below)
     path = model_path if model_path is not None else default_model_path()
     if path is None:
         raise ModelLoadError("no model given and no default model is bundled; choose a model file "
@@ -197,4 +215,5 @@ def build_pipeline(
                             "not installed; install them or turn alignment off.")
     loaded = load_model(path, trust=trust, labels=labels, normalization=normalization)
     return Pipeline(face_detector, EmotionClassifier(loaded, tta=tta), align=align,
-                    tracker=FaceTracker() if track else None, face_filter=face_filter)
+                    tracker=FaceTracker() if track else None, face_filter=face_filter,
+                    uncertain_below=uncertain_below)
