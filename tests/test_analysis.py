@@ -108,6 +108,43 @@ def test_csv_columns_times_and_every_nth(data_dir, tmp_path, pipeline):
         assert r["label"] == pipeline.labels[int(np.argmax(probs))]
 
 
+def test_detecting_ahead_on_two_threads_gives_the_same_rows(data_dir, tmp_path, pipeline):
+    from app.core.analysis.runner import detector_factory
+
+    video = data_dir / "people_clip.mp4"
+    inline = run(video, tmp_path / "one", pipeline, every=2, detect_workers=1)
+    make = detector_factory("haar", 480)
+    ahead = analyze_video(video, tmp_path / "two", pipeline, AnalysisOptions(every=2, detect_workers=2),
+                          make_detector=make)
+    assert type(pipeline.detector).__name__ == "HaarDetector"  # the pipeline's own detector is back
+    rows = csv_rows(inline.files["csv"])
+    assert rows and csv_rows(ahead.files["csv"]) == rows
+
+
+def test_detect_ahead_keeps_frame_order_and_one_detector_per_thread():
+    import time
+
+    from app.core.analysis.detect_ahead import DetectAhead
+    from app.core.analysis.video import DecodedFrame
+
+    made = []
+
+    class SlowDetector:
+        name = "slow"
+
+        def __init__(self):
+            made.append(threading.get_ident())
+
+        def detect(self, image):
+            time.sleep(0.02 if int(image[0, 0, 0]) % 2 else 0.001)  # odd frames finish later
+            return [int(image[0, 0, 0])]
+
+    frames = [DecodedFrame(i, i / 10, np.full((4, 4, 3), i, np.uint8)) for i in range(12)]
+    out = list(DetectAhead(SlowDetector, workers=2, depth=3).run(frames))
+    assert [f.index for f, _ in out] == list(range(12)) and [d for _, d in out] == [[i] for i in range(12)]
+    assert len(made) == len(set(made)) <= 2
+
+
 def test_annotated_video_and_outputs_never_overwrite(data_dir, tmp_path, pipeline):
     video = data_dir / "woman2_clip.mp4"
     first = run(video, tmp_path, pipeline, every=4, annotated_video=True)

@@ -45,7 +45,7 @@ class PixelEncoder:
 def frame(people: dict[int, tuple[int, int, int, int]], background: int = 100) -> tuple[np.ndarray, list]:
     """A grey frame with a person code written into each face box; and the faces."""
     image = np.full((240, 320, 3), background, np.uint8)
-    for code, (x, y, w, h) in people.items():
+    for code, (x, y, _w, _h) in people.items():
         image[y, x, 0] = code
     return image, [FakeFace(box) for box in people.values()]
 

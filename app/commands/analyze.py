@@ -38,6 +38,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detect-size", type=int, default=None, metavar="PX",
                         help="longer side of the copy of each frame searched for faces; smaller is faster but "
                              "misses small faces; 0 = the detector's photo setting (default: as the live view)")
+    parser.add_argument("--detect-threads", type=int, default=2, metavar="N",
+                        help="threads detecting faces ahead of the classifier (default 2; 1 = in line)")
     parser.add_argument("--tta", action="store_true", help="average each face with its mirror image")
     parser.add_argument("--annotated-video", action="store_true", help="also write annotated.mp4")
     parser.add_argument("--no-reid", action="store_true",
@@ -155,15 +157,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.every < 1:
         raise FerStudioError(f"--every must be 1 or more, got {args.every}.")
+    if args.detect_threads < 1:
+        raise FerStudioError(f"--detect-threads must be 1 or more, got {args.detect_threads}.")
     quiet_ffmpeg()
     output = _Output(args.events == "jsonl")
     jobs = list_videos(args.videos)
     output.event("start", videos=[name for name, _, _ in jobs], out=str(args.out))
     prepare_parent(args.out)  # an unwritable --out is reported once, before the model is loaded
-    pipeline, model_name = _build_pipeline(args)
+    pipeline, model_name, make_detector = _build_pipeline(args)
     output.event("ready", model=model_name, detector=args.detector)
     options = AnalysisOptions(every=args.every, annotated_video=args.annotated_video, model_name=model_name,
-                              detector=args.detector, tta=args.tta, reid=not args.no_reid)
+                              detector=args.detector, tta=args.tta, reid=not args.no_reid,
+                              detect_workers=args.detect_threads)
     stop = threading.Event()
     old_handlers = _install_stop(stop)
     failures = interrupted = 0
@@ -177,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             output.event("video_start", video=name, index=index, count=len(jobs))
             try:
-                result = analyze_video(path, args.out, pipeline, options, stop=stop,
+                result = analyze_video(path, args.out, pipeline, options, stop=stop, make_detector=make_detector,
                                        on_progress=lambda p, n=name: output.progress(n, p))
             except FerStudioError as exc:
                 failures += 1
@@ -202,9 +207,9 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _build_pipeline(args: argparse.Namespace) -> tuple[Any, str]:
+def _build_pipeline(args: argparse.Namespace) -> tuple[Any, str, Any]:
     from app.commands.detection_options import detection_kwargs
-    from app.core.analysis.runner import build_analysis_pipeline
+    from app.core.analysis.runner import build_analysis_pipeline, detector_factory
     from app.core.labels import parse_labels
     from app.core.model_io import default_model_path
 
@@ -214,7 +219,10 @@ def _build_pipeline(args: argparse.Namespace) -> tuple[Any, str]:
     if args.detect_size is not None and 0 < args.detect_size < 32:
         raise FerStudioError(f"--detect-size must be 0 or at least 32 pixels, got {args.detect_size}.")
     options = detection_kwargs(args)
-    pipeline = build_analysis_pipeline(model, options.pop("detector"), args.detect_size, args.tta,
+    detector = options.pop("detector")
+    pipeline = build_analysis_pipeline(model, detector, args.detect_size, args.tta,
                                        trust=args.trust_model, labels=parse_labels(args.labels),
                                        normalization=args.normalization, **options)
-    return pipeline, Path(str(model)).name
+    # dlib's CNN is one shared model that takes seconds a frame: no second thread for it.
+    make_detector = detector_factory(detector, args.detect_size) if detector != "cnn" else None
+    return pipeline, Path(str(model)).name, make_detector

@@ -13,17 +13,18 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from app.core.analysis.detect_ahead import DetectAhead, GivenDetections
 from app.core.analysis.outputs import AnnotatedVideo, FacesCsv, new_folder
 from app.core.analysis.report import render_report
 from app.core.analysis.summary import SummaryBuilder
-from app.core.analysis.video import FrameReader, VideoInfo, probe_video
+from app.core.analysis.video import DecodedFrame, FrameReader, VideoInfo, probe_video
 from app.core.errors import OutputError
 from app.core.files import atomic_write_bytes
 from app.core.recognition.tracking import FaceTracker
@@ -41,6 +42,8 @@ class AnalysisOptions:
     detector: str = ""
     tta: bool = False
     reid: bool = True
+    #: Threads detecting faces ahead of the classifier (1: detect in line, on the calling thread).
+    detect_workers: int = 2
 
 
 @dataclass
@@ -87,22 +90,17 @@ class AnalysisResult:
         return self.frames_analysed / self.seconds if self.seconds > 0 else 0.0
 
 
-def build_analysis_pipeline(model: str | Path | None = None, detector: str | None = None,
-                            detect_size: int | None = None, tta: bool = False, **model_options: Any) -> Any:
-    """The pipeline ``analyze`` runs: the model (None: the bundled default), the detector at ``detect_size``.
+def detector_factory(detector: str | None = None, detect_size: int | None = None) -> Callable[[], Any]:
+    """A function making the detector ``analyze`` uses, searching each frame at ``detect_size`` pixels.
 
-    ``detect_size`` is the longer side of the copy of each frame searched for faces: None = as the live
-    view (``VIDEO_OPTIONS``), 0 = the detector's photo setting. TensorFlow gets one thread per op, so the
-    other core decodes. ``model_options`` (trust, labels, normalization, align, min_face_size,
-    min_score) go to ``build_pipeline``.
+    None = as the live view (``VIDEO_OPTIONS``), 0 = the detector's photo setting. Each call makes a new
+    detector (each detection thread needs its own). Raises DetectorError now for an unknown detector.
     """
-    from app.core.recognition.classifier import set_inference_threads
     from app.core.recognition.detection import (
         DEFAULT_DETECTOR,
         VIDEO_OPTIONS,
         create_detector,
     )
-    from app.core.recognition.pipeline import build_pipeline
 
     name = detector or DEFAULT_DETECTOR
     options = dict(VIDEO_OPTIONS.get(name, {}))
@@ -110,20 +108,42 @@ def build_analysis_pipeline(model: str | Path | None = None, detector: str | Non
         if 0 < detect_size < 32:
             raise ValueError(f"the detection size must be 0 or at least 32 pixels, got {detect_size}")
         options = {"max_side": int(detect_size)} if detect_size else {}
+
+    def make() -> Any:
+        return create_detector(name, **options)
+
+    make()  # fail now, not in a worker thread
+    return make
+
+
+def build_analysis_pipeline(model: str | Path | None = None, detector: str | None = None,
+                            detect_size: int | None = None, tta: bool = False, **model_options: Any) -> Any:
+    """The pipeline ``analyze`` runs: the model (None: the bundled default), the detector at ``detect_size``.
+
+    TensorFlow gets one thread per op: the other threads decode and detect. ``model_options`` (trust,
+    labels, normalization, align, min_face_size, min_score) go to ``build_pipeline``.
+    """
+    from app.core.recognition.classifier import set_inference_threads
+    from app.core.recognition.pipeline import build_pipeline
+
+    make = detector_factory(detector, detect_size)
     set_inference_threads(1)
-    return build_pipeline(model, detector=create_detector(name, **options), tta=tta, **model_options)
+    return build_pipeline(model, detector=make(), tta=tta, **model_options)
 
 
 def analyze_video(path: str | Path, out_parent: str | Path, pipeline: Any, options: AnalysisOptions,
                   *, on_progress: Callable[[Progress], None] | None = None,
                   stop: threading.Event | None = None, tracker: FaceTracker | None = None,
-                  draw: Callable[[np.ndarray, list[Any]], np.ndarray] | None = None) -> AnalysisResult:
+                  draw: Callable[[np.ndarray, list[Any]], np.ndarray] | None = None,
+                  make_detector: Callable[[], Any] | None = None) -> AnalysisResult:
     """Analyse one video file into a new folder under ``out_parent``.
 
     Raises SourceError (not a video, no frames, undecodable) or OutputError (folder not writable)
     before anything is written. ``pipeline`` is a :class:`~app.core.recognition.pipeline.Pipeline`;
     its ``tracker`` is replaced by ``tracker`` (default: a new re-identifying one) for this video.
-    ``draw`` renders the annotated video (default: the overlay renderer).
+    ``draw`` renders the annotated video (default: the overlay renderer). With ``make_detector`` (see
+    :func:`detector_factory`) and ``options.detect_workers`` > 1, faces are detected on that many threads
+    ahead of the pipeline (the pipeline's own detector is put back afterwards).
     """
     info = probe_video(path)
     folder = new_folder(out_parent, info.path.stem)
@@ -148,10 +168,12 @@ def analyze_video(path: str | Path, out_parent: str | Path, pipeline: Any, optio
     error: str | None = None
     last_index = -1
     try:
-        for decoded in reader:
+        for decoded, detections in _detected(reader, pipeline, options, make_detector):
             if stop.is_set():  # frames already decoded ahead are not analysed after a stop
                 break
             last_index = decoded.index
+            if detections is not None:
+                pipeline.detector.detections = detections
             faces = pipeline.process(decoded.image, decoded.time_s).faces
             faces_csv.write(decoded.index, decoded.time_s, faces)
             summary.add(decoded.index, decoded.time_s, decoded.image, faces)
@@ -164,6 +186,8 @@ def analyze_video(path: str | Path, out_parent: str | Path, pipeline: Any, optio
         error = str(exc)
         stop.set()
     finally:
+        if isinstance(pipeline.detector, GivenDetections):
+            pipeline.detector = pipeline.detector.original
         reader.stop()
         faces_csv.close()
         if annotated is not None:
@@ -187,6 +211,17 @@ def analyze_video(path: str | Path, out_parent: str | Path, pipeline: Any, optio
         result.error = result.error or str(exc)
         result.status = "partial"
     return result
+
+
+def _detected(reader: FrameReader, pipeline: Any, options: AnalysisOptions,
+              make_detector: Callable[[], Any] | None) -> Iterator[tuple[DecodedFrame, list[Any] | None]]:
+    """The reader's frames with their detections made ahead on threads, or with None (detect in line)."""
+    if make_detector is None or options.detect_workers <= 1:
+        for decoded in reader:
+            yield decoded, None
+        return
+    pipeline.detector = GivenDetections(pipeline.detector)
+    yield from DetectAhead(make_detector, options.detect_workers).run(reader)
 
 
 def _notes(info: VideoInfo, reader: FrameReader, options: AnalysisOptions, stopped_at: int | None,

@@ -239,7 +239,7 @@ class FaceTracker:
                        for number, d in self.people.distances(encoding).items()
                        if number not in taken and d <= self.people.match_tolerance)
         settled: dict[int, int] = {}
-        for d, fi, number in pairs:
+        for _distance, fi, number in pairs:
             if fi in settled or number in taken:
                 continue
             settled[fi] = number
