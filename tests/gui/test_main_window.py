@@ -226,3 +226,21 @@ def test_record_with_video_never_overwrites_the_source_or_another_video(qtbot, m
     qtbot.waitUntil(lambda: (tmp_path / "clip-3.mp4").is_file(), timeout=30000)
     window.record_button.setChecked(False)
     assert source.read_bytes() == original and video.stat().st_size > 1000
+
+
+def test_smallest_face_and_score_rerun_the_photo_and_are_remembered(qtbot, make_window, qsettings,
+                                                                    tiny_model_path, data_dir):
+    window = make_window(tiny_model_path)
+    qtbot.waitUntil(lambda: window.model_info is not None, timeout=60000)
+    open_photo(qtbot, window, data_dir / "12_angry_men.jpg")
+    sizes = sorted(min(f.box[2:]) for f in window.view.faces)
+    assert len(sizes) >= 9
+    with qtbot.waitSignal(window.worker.photo_ready, timeout=30000) as fewer:
+        window.min_face_spin.setValue(sizes[len(sizes) // 2])  # the photo is recognised again
+    assert 0 < len(fewer.args[0].faces) < len(sizes)
+    with qtbot.waitSignal(window.worker.photo_ready, timeout=30000) as none:
+        window.min_score_spin.setValue(1.0)
+    assert none.args[0].faces == [] and window.view.message == "No face found in this photo."
+    window.close()
+    again = make_window(settings=qsettings)
+    assert again.min_face_spin.value() == sizes[len(sizes) // 2] and again.min_score_spin.value() == 1.0
