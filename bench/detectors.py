@@ -47,10 +47,10 @@ sys.path.insert(0, str(REPO))
 from app.core.images import read_image  # noqa: E402
 from app.core.recognition.detection import (  # noqa: E402
     DEFAULT_DETECTOR,
+    VIDEO_SIZES,
     create_detector,
     detector_available,
 )
-from app.core.recognition.recognizer import VIDEO_SIZES  # noqa: E402
 
 Box = tuple[int, int, int, int]
 #: Hand-checked faces (x, y, w, h) of ../shared/media/images. 12_angry_men: the man half hidden behind
