@@ -2,8 +2,10 @@
 
     python bench/accuracy.py [--data ../shared/data/fer2013.csv.gz] [--models models] [--json]
 
-Each model is scored with and without horizontal-flip test-time augmentation (TTA). PublicTest is the
-selection split; PrivateTest is the one to report (see ../shared/data/README.md).
+Each model is scored through the app's classifier without test-time augmentation (TTA), with a flip, with
+ten crops, and reports macro-F1 and the expected calibration error (ECE, before / after the model's own
+temperature) for its own TTA (the one on its card). PublicTest is the selection split; PrivateTest is the
+one to report (see ../shared/data/README.md). ``--splits PublicTest`` scores the selection split only.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.core.datasets import load_fer2013  # noqa: E402
-from app.core.evaluation import evaluate_model  # noqa: E402
+from app.core.calibration import reliability  # noqa: E402
+from app.core.evaluation import evaluate_predictions, predict_array  # noqa: E402
+from app.core.recognition.classifier import apply_temperature  # noqa: E402
 from app.core.model_io import MODEL_SUFFIXES, load_model  # noqa: E402
 
 
@@ -29,6 +33,7 @@ def main() -> int:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fer2013.csv.gz"))
     parser.add_argument("--models", default=str(REPO / "models"), help="a folder of models, or one model file")
     parser.add_argument("--json", action="store_true", help="print one JSON object per model and split")
+    parser.add_argument("--splits", nargs="+", default=["PublicTest", "PrivateTest"])
     args = parser.parse_args()
 
     target = Path(args.models)
@@ -36,24 +41,31 @@ def main() -> int:
     if not files:
         print(f"no models in {target}", file=sys.stderr)
         return 1
-    splits = load_fer2013(args.data, splits=["PublicTest", "PrivateTest"])
+    splits = load_fer2013(args.data, splits=args.splits)
     if not args.json:
-        print(f"{'model':34s} {'split':12s} {'acc':>7s} {'acc+TTA':>8s} {'macroF1':>8s} {'F1+TTA':>7s} {'s':>5s}")
+        print(f"{'model':34s} {'split':12s} {'none':>7s} {'flip':>7s} {'crops':>7s} {'own TTA':>8s} {'macroF1':>8s} "
+              f"{'ECE raw':>8s} {'ECE cal':>8s} {'s':>5s}")
     for path in files:
         loaded = load_model(path)
-        for split in ("PublicTest", "PrivateTest"):
+        for split in args.splits:
             data = splits[split]
             started = time.perf_counter()
-            plain = evaluate_model(loaded, data.images, data.labels)
-            flipped = evaluate_model(loaded, data.images, data.labels, tta=True)
+            raw = {tta: predict_array(loaded, data.images, tta=tta, calibrated=False)
+                   for tta in ("none", "flip", "crops")}
             seconds = time.perf_counter() - started
+            accuracy = {tta: evaluate_predictions(data.labels, p, loaded.spec.labels).accuracy for tta, p in raw.items()}
+            own = raw[loaded.spec.tta]
+            calibrated = apply_temperature(own, loaded.spec.temperature)
+            report = evaluate_predictions(data.labels, calibrated, loaded.spec.labels)
+            row = {"model": path.name, "split": split, "n": len(data), "accuracy": accuracy,
+                   "own_tta": loaded.spec.tta, "macro_f1": report.macro_f1, "temperature": loaded.spec.temperature,
+                   "ece_uncalibrated": reliability(own, data.labels).ece, "ece": reliability(calibrated, data.labels).ece}
             if args.json:
-                print(json.dumps({"model": path.name, "split": split, "n": len(data), "accuracy": plain.accuracy,
-                                  "accuracy_tta": flipped.accuracy, "macro_f1": plain.macro_f1,
-                                  "macro_f1_tta": flipped.macro_f1}))
+                print(json.dumps(row))
             else:
-                print(f"{path.name:34s} {split:12s} {100 * plain.accuracy:6.2f}% {100 * flipped.accuracy:7.2f}% "
-                      f"{plain.macro_f1:8.4f} {flipped.macro_f1:7.4f} {seconds:5.1f}")
+                print(f"{path.name:34s} {split:12s} " + " ".join(f"{100 * accuracy[t]:6.2f}%" for t in accuracy)
+                      + f" {loaded.spec.tta:>8s} {report.macro_f1:8.4f} {row['ece_uncalibrated']:8.4f} "
+                        f"{row['ece']:8.4f} {seconds:5.1f}")
     return 0
 
 
