@@ -56,7 +56,8 @@ def test_json_one_object_per_image(capsys, tiny_model_path: Path, data_dir: Path
     for record in records:
         assert set(record) == {"file", "faces", "error"} and record["error"] is None
         for face in record["faces"]:
-            assert set(face) == {"box", "label", "score", "probabilities"}
+            assert set(face) == {"box", "label", "score", "probabilities", "uncertain"}
+            assert face["uncertain"] == (face["score"] < 0.4)
             assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
             assert list(face["probabilities"]) == ["angry", "disgust", "fear", "happy", "sad", "surprise",
                                                    "neutral"]
@@ -175,3 +176,17 @@ def test_console_entry_point_exit_codes(tmp_path: Path, tiny_model_path: Path, d
     done = subprocess.run(command + [str(data_dir / "justin.jpg")], capture_output=True, text=True, env=env,
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_uncertain_below_and_crop_tta_options(data_dir, capsys):
+    photo = str(data_dir / "two_people.jpg")
+    assert cli.main(["predict", photo, "--json", "--uncertain-below", "0.999"]) == 0
+    faces = json.loads(capsys.readouterr().out)["faces"]
+    assert faces and all(face["uncertain"] and face["label"] and len(face["probabilities"]) == 7 for face in faces)
+    assert cli.main(["predict", photo, "--json", "--uncertain-below", "0", "--tta", "crops"]) == 0
+    crops = json.loads(capsys.readouterr().out)["faces"]
+    assert not any(face["uncertain"] for face in crops)
+    assert [face["box"] for face in crops] == [face["box"] for face in faces]
+    assert any(abs(a["score"] - b["score"]) > 1e-4 for a, b in zip(crops, faces))  # other views, other numbers
+    with pytest.raises(SystemExit):
+        cli.main(["predict", photo, "--uncertain-below", "1.5"])

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from app.commands.detection_options import add_detection_arguments
+    from app.commands.detection_options import add_detection_arguments, add_tta_argument
     from app.core.model_io import NORMALISATIONS
 
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
@@ -40,7 +40,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                              "misses small faces; 0 = the detector's photo setting (default: as the live view)")
     parser.add_argument("--detect-threads", type=int, default=2, metavar="N",
                         help="threads detecting faces ahead of the classifier (default 2; 1 = in line)")
-    parser.add_argument("--tta", action="store_true", help="average each face with its mirror image")
+    add_tta_argument(parser)
     parser.add_argument("--annotated-video", action="store_true", help="also write annotated.mp4")
     parser.add_argument("--no-reid", action="store_true",
                         help="do not re-identify people by their faces (a face back after a gap gets a new number)")

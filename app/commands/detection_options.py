@@ -46,6 +46,22 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--align", action="store_true", help="rotate each face so the eyes are level")
 
 
+def add_tta_argument(parser: argparse.ArgumentParser) -> None:
+    """Add --tta [flip|crops] (bare: flip; default: none)."""
+    parser.add_argument("--tta", nargs="?", const="flip", default="none", choices=("none", "flip", "crops"),
+                        help="test-time augmentation: flip (also when given bare) averages each face with its "
+                        "mirror image; crops averages ten windows of it (the photo model's own; slower)")
+
+
+def add_uncertainty_argument(parser: argparse.ArgumentParser) -> None:
+    """Add --uncertain-below P."""
+    from app.core.recognition.classifier import DEFAULT_UNCERTAIN_BELOW
+
+    parser.add_argument("--uncertain-below", type=_fraction, default=DEFAULT_UNCERTAIN_BELOW, metavar="P",
+                        help="call a face uncertain when its top calibrated probability is below P (default "
+                        f"{DEFAULT_UNCERTAIN_BELOW:g}; 0: never); its label and probabilities are still given")
+
+
 def detection_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The :func:`app.core.recognition.pipeline.build_pipeline` keywords for the parsed options."""
     return {"detector": args.detector, "min_face_size": args.min_face_size, "min_score": args.min_score,

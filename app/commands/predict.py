@@ -16,7 +16,12 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from app.commands.detection_options import add_detection_arguments, detection_kwargs
+from app.commands.detection_options import (
+    add_detection_arguments,
+    add_tta_argument,
+    add_uncertainty_argument,
+    detection_kwargs,
+)
 from app.core.errors import FerStudioError, ModelLoadError, OutputError
 from app.core.files import atomic_write_bytes
 from app.core.labels import parse_labels
@@ -32,7 +37,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
     parser.add_argument("--model", help="model file (.h5, .hdf5 or .keras); default: the bundled model")
     add_detection_arguments(parser)
-    parser.add_argument("--tta", action="store_true", help="average each face with its mirror image")
+    add_tta_argument(parser)
+    add_uncertainty_argument(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per image per line")
     parser.add_argument("--annotate", metavar="DIR", help="write annotated copies of the photos into DIR")
     parser.add_argument("--trust-model", action="store_true",
@@ -53,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
                              "(a .h5, .hdf5 or .keras emotion model, e.g. one made by 'fer-studio train').")
     out_dir = _prepare_out_dir(args.annotate) if args.annotate else None
     pipeline = build_pipeline(model, **detection_kwargs(args), tta=args.tta, trust=args.trust_model,
+                              uncertain_below=args.uncertain_below,
                               labels=parse_labels(args.labels), normalization=args.normalization)
 
     jobs: list[tuple[str, Path | None, str | None]] = []  # (name shown, file, problem)
@@ -96,6 +103,7 @@ def _predict_one(pipeline: Any, file: Path, out_dir: Path | None, inputs: set[st
         "label": face.label,
         "score": round(float(face.score), 6),
         "probabilities": {k: round(float(v), 6) for k, v in face.probabilities.items()},
+        "uncertain": bool(face.uncertain),
     } for face in result.faces]
     record: dict[str, Any] = {"faces": faces}
     if out_dir is not None:
@@ -124,7 +132,8 @@ def _emit(record: dict[str, Any], as_json: bool, out: TextIO, err: TextIO) -> No
             box = ", ".join(str(v) for v in face["box"])
             ranked = sorted(face["probabilities"].items(), key=lambda kv: kv[1], reverse=True)[1:3]
             others = ", ".join(f"{k} {v:.2f}" for k, v in ranked)
-            out.write(f"  {i:>2}  {box:<24} {face['label']:<10} {face['score']:>5.2f}  {others}\n")
+            flag = "  (uncertain)" if face.get("uncertain") else ""
+            out.write(f"  {i:>2}  {box:<24} {face['label']:<10} {face['score']:>5.2f}  {others}{flag}\n")
     if "annotated" in record:
         out.write(f"  annotated: {record['annotated']}\n")
     out.flush()

@@ -127,7 +127,7 @@ def render_report(summary: dict[str, Any], people: Sequence[PersonStats]) -> str
             + (f" (every {summary['every']}th)" if summary.get("every", 1) > 1 else "")
             + f", {_clock(duration)} long, {summary['width']}×{summary['height']}; model "
             f"{html.escape(summary.get('model_name', ''))}, detector {html.escape(summary.get('detector', ''))}"
-            + (", flip TTA" if summary.get("tta") else "") + f"; {len(people)} "
+            + (f", {summary['tta']} TTA" if summary.get("tta") not in (None, False, "none") else "") + f"; {len(people)} "
             + ("person" if len(people) == 1 else "people") + ".")
     notes = [f'<div class="note">{html.escape(n)}</div>' for n in summary.get("notes", [])]
     if not people:

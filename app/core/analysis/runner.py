@@ -40,7 +40,7 @@ class AnalysisOptions:
     annotated_video: bool = False
     model_name: str = ""
     detector: str = ""
-    tta: bool = False
+    tta: bool | str = False  # False/"none", True/"flip" or "crops"
     reid: bool = True
     #: Threads detecting faces ahead of the classifier (1: detect in line, on the calling thread).
     detect_workers: int = 2
@@ -117,7 +117,7 @@ def detector_factory(detector: str | None = None, detect_size: int | None = None
 
 
 def build_analysis_pipeline(model: str | Path | None = None, detector: str | None = None,
-                            detect_size: int | None = None, tta: bool = False, **model_options: Any) -> Any:
+                            detect_size: int | None = None, tta: bool | str = False, **model_options: Any) -> Any:
     """The pipeline ``analyze`` runs: the model (None: the bundled default), the detector at ``detect_size``.
 
     TensorFlow gets one thread per op: the other threads decode and detect. ``model_options`` (trust,
