@@ -283,7 +283,9 @@ class FrameReader:
                     if not self._put(DecodedFrame(index, t, frame)):
                         return
                 index += 1
-        if info.frame_count and self.frames_read < info.frame_count - 1 and not self._stopping():
+        # MP4/MOV count their frames exactly; other containers estimate from the duration, so allow 2 %.
+        shortfall = max(1, info.frame_count // 50)
+        if info.frame_count and self.frames_read < info.frame_count - shortfall and not self._stopping():
             self.error = (f"the file ends after {self.frames_read} of its {info.frame_count} frames: it is "
                           "truncated or damaged; the frames before that were analysed.")
 
