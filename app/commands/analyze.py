@@ -80,7 +80,8 @@ class _Output:
                        eta_s=None if eta is None else round(eta, 1))
             return
         done = f"{p.frames_read}/{p.total}" if p.total else f"{p.frames_read}"
-        tail = f"{done} frames  {p.fps:5.1f} fps  ETA {_clock(eta)}  {p.people} people"
+        people = f"{p.people} {'person' if p.people == 1 else 'people'}"
+        tail = f"{done} frames  {p.fps:5.1f} fps  ETA {_clock(eta)}  {people}"
         if self.tty:
             width = 24
             fill = int(width * min(1.0, p.frames_read / p.total)) if p.total else 0
