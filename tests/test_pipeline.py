@@ -152,7 +152,9 @@ def test_missing_dlib_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tiny_mod
     monkeypatch.setattr(detection, "_face_recognition", missing)
     monkeypatch.setattr(detection, "_missing_libraries", lambda: ["dlib"])
     with pytest.raises(DetectorError, match="alignment needs dlib"):
-        build_pipeline(tiny_model_path, align=True)
+        build_pipeline(tiny_model_path, detector="haar", align=True)
+    with pytest.raises(DetectorError, match="needs dlib"):  # the default detector (HOG) needs it too
+        build_pipeline(tiny_model_path)
     with pytest.raises(DetectorError, match="needs dlib"):
         build_pipeline(tiny_model_path, detector="hog")
     assert detection.detector_available("cnn") is not None and detection.detector_available("haar") is None
