@@ -21,11 +21,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.core.datasets import load_fer2013  # noqa: E402
 from app.core.calibration import reliability  # noqa: E402
+from app.core.datasets import load_fer2013  # noqa: E402
 from app.core.evaluation import evaluate_predictions, predict_array  # noqa: E402
-from app.core.recognition.classifier import apply_temperature  # noqa: E402
 from app.core.model_io import MODEL_SUFFIXES, load_model  # noqa: E402
+from app.core.recognition.classifier import apply_temperature  # noqa: E402
 
 
 def main() -> int:

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from app.core.recognition.classifier import EmotionClassifier, as_probabilities
 from app.core.labels import FER2013_LABELS
 from app.core.model_io import LoadedModel, ModelSpec, load_model
+from app.core.recognition.classifier import EmotionClassifier, as_probabilities
 from tests.conftest import build_tiny_model
 
 

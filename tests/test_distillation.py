@@ -9,12 +9,12 @@ import pytest
 
 from app.cli import main as cli
 from app.core.datasets import load_fer2013
-from app.core.training.distillation import distillation_targets, teacher_columns
 from app.core.errors import ModelLoadError
 from app.core.evaluation import predict_array
 from app.core.labels import FER2013_LABELS
 from app.core.model_io import ModelSpec, load_model, read_spec, save_model
 from app.core.training.data import NumpyBatches, train_stream
+from app.core.training.distillation import distillation_targets, teacher_columns
 
 WIDE = Path(__file__).resolve().parents[1] / "models" / "fer_mini_xception_wide.h5"
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from app.cli import main as cli
-from app.core.training.architectures import build_model
 from app.core.datasets import load_fer2013
 from app.core.errors import ModelLoadError
 from app.core.labels import FER2013_LABELS
 from app.core.model_io import default_model_path, load_model, read_spec
+from app.core.training.architectures import build_model
 from app.core.training.weight_transfer import transfer_weights
 
 
