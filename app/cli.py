@@ -38,7 +38,8 @@ def _quiet_tensorflow(command: str | None) -> None:
     # command, and in the training dialog's log. TF_CPP_MIN_LOG_LEVEL does not reach the lines printed
     # before TF's logging starts, so TensorFlow is imported once here with those lines filtered out.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if command and command not in NO_TENSORFLOW:
+    # Under another Keras backend (JAX on a GPU machine) TensorFlow is not imported up front.
+    if command and command not in NO_TENSORFLOW and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
         from app.core.tf_quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
