@@ -96,7 +96,7 @@ def test_people_clip_numbers_follow_people_across_cuts(data_dir, tmp_path, pipel
 def test_csv_columns_times_and_every_nth(data_dir, tmp_path, pipeline):
     result = run(data_dir / "woman2_clip.mp4", tmp_path, pipeline, every=3)
     rows = csv_rows(result.files["csv"])
-    assert list(rows[0]) == ["time_s", "frame", "person", "x", "y", "w", "h", "label", "score",
+    assert list(rows[0]) == ["time_s", "frame", "person", "x", "y", "w", "h", "label", "score", "uncertain",
                              *(f"p_{k}" for k in pipeline.labels)]
     fps = probe_video(data_dir / "woman2_clip.mp4").fps
     frames = sorted({int(r["frame"]) for r in rows})
@@ -106,6 +106,7 @@ def test_csv_columns_times_and_every_nth(data_dir, tmp_path, pipeline):
         probs = [float(r[f"p_{k}"]) for k in pipeline.labels]
         assert sum(probs) == pytest.approx(1.0, abs=0.01)
         assert r["label"] == pipeline.labels[int(np.argmax(probs))]
+        assert r["uncertain"] == str(int(max(probs) < pipeline.uncertain_below))
 
 
 def test_detecting_ahead_on_two_threads_gives_the_same_rows(data_dir, tmp_path, pipeline):

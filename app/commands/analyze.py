@@ -26,7 +26,11 @@ logger = logging.getLogger(__name__)
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from app.commands.detection_options import add_detection_arguments, add_tta_argument
+    from app.commands.detection_options import (
+        add_detection_arguments,
+        add_tta_argument,
+        add_uncertainty_argument,
+    )
     from app.core.model_io import NORMALISATIONS
 
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
@@ -41,6 +45,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detect-threads", type=int, default=2, metavar="N",
                         help="threads detecting faces ahead of the classifier (default 2; 1 = in line)")
     add_tta_argument(parser)
+    add_uncertainty_argument(parser)
     parser.add_argument("--annotated-video", action="store_true", help="also write annotated.mp4")
     parser.add_argument("--no-reid", action="store_true",
                         help="do not re-identify people by their faces (a face back after a gap gets a new number)")
@@ -223,7 +228,8 @@ def _build_pipeline(args: argparse.Namespace) -> tuple[Any, str, Any]:
     detector = options.pop("detector")
     pipeline = build_analysis_pipeline(model, detector, args.detect_size, args.tta,
                                        trust=args.trust_model, labels=parse_labels(args.labels),
-                                       normalization=args.normalization, **options)
+                                       normalization=args.normalization, uncertain_below=args.uncertain_below,
+                                       **options)
     # dlib's CNN is one shared model that takes seconds a frame: no second thread for it.
     make_detector = detector_factory(detector, args.detect_size) if detector != "cnn" else None
     return pipeline, Path(str(model)).name, make_detector

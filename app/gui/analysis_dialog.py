@@ -175,7 +175,7 @@ class AnalysisDialog(QDialog):
             for row in read_faces(self.folder / "faces.csv"):
                 index.setdefault(row["frame"], []).append(Face(
                     box=row["box"], label=row["label"], score=row["score"],
-                    probabilities=row["probabilities"], track_id=row["person"]))
+                    probabilities=row["probabilities"], track_id=row["person"], uncertain=row["uncertain"]))
             self._faces_by_frame = index
         return self._faces_by_frame.get(frame, [])
 

@@ -22,7 +22,7 @@ from app.core.errors import OutputError
 
 logger = logging.getLogger(__name__)
 
-BASE_COLUMNS: tuple[str, ...] = ("time_s", "frame", "person", "x", "y", "w", "h", "label", "score")
+BASE_COLUMNS: tuple[str, ...] = ("time_s", "frame", "person", "x", "y", "w", "h", "label", "score", "uncertain")
 
 
 def prepare_parent(folder: str | os.PathLike[str]) -> Path:
@@ -87,6 +87,7 @@ class FacesCsv:
             probs = face.probabilities or {}
             self._writer.writerow([f"{time_s:.3f}", frame, "" if face.track_id is None else face.track_id,
                                    x, y, w, h, face.label, f"{float(face.score):.4f}",
+                                   int(bool(getattr(face, "uncertain", False))),
                                    *(f"{float(probs.get(label, 0.0)):.4f}" for label in self.labels)])
         self.rows += len(faces)
         try:
@@ -114,7 +115,7 @@ def read_faces(path: str | os.PathLike[str], frame: int | None = None) -> list[d
                 "time_s": float(row["time_s"]), "frame": int(row["frame"]),
                 "person": int(row["person"]) if row["person"] else None,
                 "box": tuple(int(row[k]) for k in ("x", "y", "w", "h")),
-                "label": row["label"], "score": float(row["score"]),
+                "label": row["label"], "score": float(row["score"]), "uncertain": row.get("uncertain") == "1",
                 "probabilities": {k[2:]: float(v) for k, v in row.items() if k.startswith("p_")},
             })
     return rows

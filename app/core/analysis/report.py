@@ -122,12 +122,14 @@ def _person_html(stats: PersonStats, duration_s: float) -> str:
 def render_report(summary: dict[str, Any], people: Sequence[PersonStats]) -> str:
     """The whole page for one analysed video (``summary`` as written to summary.json)."""
     title = f"Expressions in {summary['video_name']}"
+    tta = summary.get("tta")
+    tta_text = f", {tta} TTA" if tta not in (None, False, "none") else ""
     duration = float(summary.get("duration_s") or 0.0)
     meta = (f"{summary['frames_analysed']} frames analysed"
             + (f" (every {summary['every']}th)" if summary.get("every", 1) > 1 else "")
             + f", {_clock(duration)} long, {summary['width']}×{summary['height']}; model "
             f"{html.escape(summary.get('model_name', ''))}, detector {html.escape(summary.get('detector', ''))}"
-            + (f", {summary['tta']} TTA" if summary.get("tta") not in (None, False, "none") else "") + f"; {len(people)} "
+            + tta_text + f"; {len(people)} "
             + ("person" if len(people) == 1 else "people") + ".")
     notes = [f'<div class="note">{html.escape(n)}</div>' for n in summary.get("notes", [])]
     if not people:
