@@ -157,3 +157,28 @@ def test_real_encodings_tell_the_people_of_the_test_photos_apart(data_dir):
     for i in range(3):
         for j in range(i + 1, 3):
             assert np.linalg.norm(people[i] - people[j]) > MATCH_TOLERANCE
+
+
+@needs_dlib
+def test_the_live_windows_tracks_are_people_too(data_dir):
+    """The camera worker's Recognizer (detection only, no model needed) re-identifies across cuts."""
+    from app.core.recognition.recognizer import Recognizer
+    from tests.data.make_people_clip import shot_table
+
+    recognizer = Recognizer("haar", video_size=480)
+    cap = cv2.VideoCapture(str(data_dir / "people_clip.mp4"))
+    seen: dict[int, set[int]] = {}
+    index = 0
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        numbers = [f.track_id for f in recognizer.process_frame(image).faces]
+        assert len(numbers) == len(set(numbers))
+        seen[index] = set(numbers)
+        index += 1
+    cap.release()
+    shots = [set().union(*(seen[f] for f in range(s["first_frame"], s["last_frame"] + 1))) for s in shot_table()]
+    two_a, justin_a, two_b, _group, justin_b = shots
+    assert len(two_a) == 2 and two_b == two_a and len(justin_a) == 1 and justin_b == justin_a
+    assert not two_a & justin_a
