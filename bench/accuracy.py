@@ -53,13 +53,15 @@ def main() -> int:
             raw = {tta: predict_array(loaded, data.images, tta=tta, calibrated=False)
                    for tta in ("none", "flip", "crops")}
             seconds = time.perf_counter() - started
-            accuracy = {tta: evaluate_predictions(data.labels, p, loaded.spec.labels).accuracy for tta, p in raw.items()}
+            accuracy = {tta: evaluate_predictions(data.labels, p, loaded.spec.labels).accuracy
+                        for tta, p in raw.items()}
             own = raw[loaded.spec.tta]
             calibrated = apply_temperature(own, loaded.spec.temperature)
             report = evaluate_predictions(data.labels, calibrated, loaded.spec.labels)
             row = {"model": path.name, "split": split, "n": len(data), "accuracy": accuracy,
                    "own_tta": loaded.spec.tta, "macro_f1": report.macro_f1, "temperature": loaded.spec.temperature,
-                   "ece_uncalibrated": reliability(own, data.labels).ece, "ece": reliability(calibrated, data.labels).ece}
+                   "ece_uncalibrated": reliability(own, data.labels).ece,
+                   "ece": reliability(calibrated, data.labels).ece}
             if args.json:
                 print(json.dumps(row))
             else:

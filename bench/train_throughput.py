@@ -248,7 +248,7 @@ def bench_arch(spec: str, x: np.ndarray, y: np.ndarray, args: argparse.Namespace
     config = arch_config(spec, args.batch_size)
     precision, why = resolve_precision(config.precision, config.arch)
     print(f"\n== {spec}: {config.arch}, input {config.model_input_size[0]}x{config.model_input_size[1]}"
-          f"{f' (random crops of 48x48)' if config.crop else ''}; ours in {precision} ({why}), fused batch norm")
+          f"{' (random crops of 48x48)' if config.crop else ''}; ours in {precision} ({why}), fused batch norm")
     ours, ours_name = our_dataset(config, x, y)
     ref, ref_name = reference_iterator(center_crop(x, (config.crop, config.crop)) if config.crop else x, y,
                                        args.batch_size)

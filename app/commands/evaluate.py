@@ -63,7 +63,7 @@ def default_out_dir(model: Path, data: Path, split: str) -> Path:
     return model.parent / safe
 
 
-def load_scored_split(loaded: "LoadedModel", data_path: Path, split: str | None) -> tuple:  # noqa: F821
+def load_scored_split(loaded: LoadedModel, data_path: Path, split: str | None) -> tuple:  # noqa: F821
     """(images, model-label indices, alignment, split name) of a data set split, read at the size the
     model's classifier cuts its views from; classes the model does not know are left out."""
     from app.core.datasets import load_split

@@ -27,15 +27,17 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output folder for best.h5, last.keras, log.csv and the report")
     parser.add_argument("--list-archs", action="store_true", help="list the architectures with parameter counts")
     parser.add_argument("--arch", help="architecture (default mini_xception; see --list-archs)")
-    parser.add_argument("--l2", type=float, help="L2 penalty on the kernels (default: the architecture's own, see --list-archs)")
+    parser.add_argument("--l2", type=float,
+                        help="L2 penalty on the kernels (default: the architecture's own, see --list-archs)")
     parser.add_argument("--width", type=int, help="filters of the first block, for architectures that take one "
                                                    "(vgg: default 64; 32 trains ~4x faster)")
     parser.add_argument("--input-size", type=int, help="square side faces are read at, in pixels (default 48)")
     parser.add_argument("--crop", type=int, help="train on random CROP x CROP windows of the face (e.g. 44 of 48), "
                                                   "evaluate on the centre one; --tta crops uses ten")
     parser.add_argument("--color", **flag, help="3-channel RGB input instead of grey")
-    parser.add_argument("--precision", choices=PRECISIONS, help="float32, bfloat16 (mixed), or auto (default): bfloat16 "
-                                                                  "where the hardware has it and the architecture gains")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="float32, bfloat16 (mixed), or auto (default): bfloat16 where the hardware has it and "
+                             "the architecture gains")
     parser.add_argument("--epochs", type=int, help="default 30")
     parser.add_argument("--batch-size", type=int, help="default 64; rounded up to an even number")
     parser.add_argument("--lr", type=float, help="peak learning rate (default per optimizer)")
@@ -65,7 +67,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                              "classes, or run a second learning-rate cycle")
     parser.add_argument("--distill-from", metavar="TEACHER",
                         help="distillation: blend this (larger) model's probabilities into the training targets")
-    parser.add_argument("--distill-weight", type=float, help="the teacher's share of each target, in (0, 1] (default 0.5)")
+    parser.add_argument("--distill-weight", type=float,
+                        help="the teacher's share of each target, in (0, 1] (default 0.5)")
     parser.add_argument("--distribute", **flag,
                         help="tf.distribute: MirroredStrategy over local devices, MultiWorker with TF_CONFIG")
     parser.add_argument("--events", choices=("jsonl",), default=None, help="machine-readable progress on stdout")
@@ -88,7 +91,7 @@ def given_options(args: argparse.Namespace) -> dict[str, object]:
     return given
 
 
-def build_config(args: argparse.Namespace) -> "TrainConfig":  # noqa: F821 - imported lazily below
+def build_config(args: argparse.Namespace) -> TrainConfig:  # noqa: F821 - imported lazily below
     """A fresh run's config, or for --resume the run's saved config.json with the given options on top."""
     from app.core.training.engine import TrainConfig, load_run_config
 
@@ -121,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list_archs:
         return _list_archs()
     from app.core.training.engine import StopFlag, train
-    from app.core.training.events import ConsoleSink, JsonLinesSink as Sink
+    from app.core.training.events import ConsoleSink
+    from app.core.training.events import JsonLinesSink as Sink
 
     sink = Sink(sys.stdout) if args.events == "jsonl" else ConsoleSink(sys.stdout)
     try:

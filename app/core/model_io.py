@@ -70,7 +70,7 @@ class ModelSpec:
         return json.dumps(data, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         return cls(
             labels=tuple(str(x) for x in data["labels"]),
             input_size=(int(data["input_size"][0]), int(data["input_size"][1])),

@@ -32,7 +32,7 @@ class Augmentation:
     crop: tuple[int, int] | None = None  # output (height, width): a random window of the input
 
     @classmethod
-    def from_strength(cls, strength: float, crop: tuple[int, int] | None = None) -> "Augmentation":
+    def from_strength(cls, strength: float, crop: tuple[int, int] | None = None) -> Augmentation:
         return cls(True, 14.4 * strength, 0.1 * strength, 0.1 * strength, crop)
 
     def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:

@@ -77,7 +77,7 @@ class TrainConfig:
         return self.lr if self.lr is not None else {"adam": 1e-3, "sgd": 0.05, "rmsprop": 1e-3}[self.optimizer]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """A config from its config.json form (unknown keys, from a newer version, are dropped)."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
@@ -175,13 +175,11 @@ def build_training_model(config: TrainConfig, num_classes: int, precision: str) 
     """(training model, compiled; the bare architecture). They are one model unless random erasing (a
     Keras layer in front of the architecture) is on; the other augmentation runs in the input stream.
     Layers are built under ``precision``'s policy; batch norm runs fused on TensorFlow (fast_layers)."""
-    from app.core.training.fast_layers import use_fused_batch_norm
-
     import keras
 
     from app.core.training.architectures import build_model
     from app.core.training.data import build_eraser
-    from app.core.training.fast_layers import keras_policy
+    from app.core.training.fast_layers import keras_policy, use_fused_batch_norm
 
     shape = (*config.model_input_size, config.channels)
     previous = keras.mixed_precision.dtype_policy()
@@ -293,7 +291,8 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
                  "batch_size": batch, "config": _jsonable(asdict(config))}
     if transfer is not None:
         info_base["init_from"] = {"model": transfer.source.name, "layers": transfer.layers_copied,
-                                  "head_classes": list(transfer.head_classes), "new_classes": list(transfer.new_classes)}
+                                  "head_classes": list(transfer.head_classes),
+                                  "new_classes": list(transfer.new_classes)}
     spec = ModelSpec(labels=data.labels, input_size=config.model_input_size, channels=config.channels,
                      normalization=config.normalization, arch=config.arch,
                      crop_from=tuple(config.input_size) if config.crop else None)  # type: ignore[arg-type]
@@ -318,7 +317,8 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     if config.schedule == "cosine":
         callbacks.insert(0, CosineSchedule(config.default_lr(), config.epochs, steps))
     if config.schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(2, config.patience // 3 or 5),
+        callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5,
+                                                           patience=max(2, config.patience // 3 or 5),
                                                            min_lr=1e-5))
     if config.patience:
         callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=config.patience))
@@ -370,9 +370,9 @@ def load_run_config(run: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _load_init_source(path: Path, config: TrainConfig) -> Any:
     """The model --init-from names, loaded safely and checked against --arch before any data is read."""
-    from app.core.training.architectures import build_model
     from app.core.errors import ModelLoadError
     from app.core.model_io import load_model
+    from app.core.training.architectures import build_model
     from app.core.training.weight_transfer import transfer_weights
 
     source = load_model(path)
@@ -410,7 +410,8 @@ def _resume(path: Path, config: TrainConfig) -> tuple[Any, Any, int, float, int 
     metrics = info.get("metrics", {})
     best = metrics.get("best")
     logger.info("resuming %s after epoch %s (best val_accuracy %s)", path, info.get("epoch"), best)
-    return model, base, int(info.get("epoch", 0)), float(best) if best is not None else -math.inf, metrics.get("best_epoch")
+    best_value = float(best) if best is not None else -math.inf
+    return model, base, int(info.get("epoch", 0)), best_value, metrics.get("best_epoch")
 
 
 def _final_report(best_path: Path, val: Split, labels: tuple[str, ...], out: Path, sink: EventSink,
