@@ -65,7 +65,8 @@ class AnalysisLauncher:
                                   detect_size=None if size is None else int(size),
                                   min_face_size=int(options.get("min_face_size") or 0),
                                   min_score=float(options.get("min_score") or 0.0),
-                                  align=bool(options.get("align")))
+                                  align=bool(options.get("align")),
+                                  uncertain_below=options.get("uncertain_below"))
         try:
             dialog = AnalysisDialog(request, self.parent)
         except RuntimeError as exc:

@@ -1,4 +1,5 @@
-"""The main window's recognition options: detector, video search size, face filter, align, TTA, smoothing.
+"""The main window's recognition options: detector, video search size, face filter, align, TTA, smoothing,
+and the probability below which a face is shown as uncertain.
 
 Filled and restored from the settings before the worker exists (the worker starts with these values), then
 attached to it: each change is forwarded to the worker and ``changed`` is called (the photo controller
@@ -14,6 +15,7 @@ from typing import Any
 from PyQt5.QtCore import QObject
 from PyQt5.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QSpinBox, QWidget
 
+from app.core.recognition.classifier import DEFAULT_UNCERTAIN_BELOW
 from app.core.recognition.detection import DEFAULT_DETECTOR, DETECTORS, detector_available
 from app.core.recognition.recognizer import DEFAULT_VIDEO_SIZE, VIDEO_SIZES
 from app.gui.settings import AppSettings
@@ -33,7 +35,8 @@ class RecognitionOptions(QObject):
 
     def __init__(self, parent: QWidget, settings: AppSettings, *, detector_combo: QComboBox,
                  video_size_combo: QComboBox, min_face_spin: QSpinBox, min_score_spin: QDoubleSpinBox,
-                 align_check: QCheckBox, tta_check: QCheckBox, smoothing_check: QCheckBox) -> None:
+                 align_check: QCheckBox, tta_check: QCheckBox, smoothing_check: QCheckBox,
+                 uncertain_spin: QDoubleSpinBox) -> None:
         super().__init__(parent)
         self.settings = settings
         self.detector_combo = detector_combo
@@ -43,6 +46,7 @@ class RecognitionOptions(QObject):
         self.align_check = align_check
         self.tta_check = tta_check
         self.smoothing_check = smoothing_check
+        self.uncertain_spin = uncertain_spin
         self._worker: CameraWorker | None = None
         self._changed: Callable[[], None] = lambda: None
         self._fill()
@@ -73,6 +77,8 @@ class RecognitionOptions(QObject):
         self.align_check.setChecked(s.get_bool("recognition/align", False))
         self.tta_check.setChecked(s.get_bool("recognition/tta", False))
         self.smoothing_check.setChecked(s.get_bool("recognition/smoothing", True))
+        self.uncertain_spin.setValue(_number(s.get_str("recognition/uncertain_below", str(DEFAULT_UNCERTAIN_BELOW)),
+                                             float, DEFAULT_UNCERTAIN_BELOW))
 
     def save(self) -> None:
         s = self.settings
@@ -83,13 +89,14 @@ class RecognitionOptions(QObject):
         s.set("recognition/align", self.align_check.isChecked())
         s.set("recognition/tta", self.tta_check.isChecked())
         s.set("recognition/smoothing", self.smoothing_check.isChecked())
+        s.set("recognition/uncertain_below", self.uncertain_spin.value())
 
     def worker_options(self) -> dict[str, Any]:
         """The CameraWorker's keyword arguments for the options shown."""
         return {"detector": self.detector_combo.currentData(), "align": self.align_check.isChecked(),
                 "tta": self.tta_check.isChecked(), "smoothing": self.smoothing_check.isChecked(),
                 "video_size": self.video_size_combo.currentData(), "min_face_size": self.min_face_spin.value(),
-                "min_score": self.min_score_spin.value()}
+                "min_score": self.min_score_spin.value(), "uncertain_below": self.uncertain_spin.value()}
 
     def attach(self, worker: CameraWorker, changed: Callable[[], None]) -> None:
         """Forward every change to ``worker``; ``changed`` runs after each one that alters a photo's result."""
@@ -101,6 +108,7 @@ class RecognitionOptions(QObject):
         self.align_check.toggled.connect(self._on_align_check_toggled)
         self.tta_check.toggled.connect(self._on_tta_check_toggled)
         self.smoothing_check.toggled.connect(self._on_smoothing_check_toggled)
+        self.uncertain_spin.valueChanged.connect(self._on_uncertain_spin_valueChanged)
 
     def _set(self, rerun: bool, **options: Any) -> None:
         if self._worker is not None:
@@ -130,6 +138,9 @@ class RecognitionOptions(QObject):
 
     def _on_smoothing_check_toggled(self, checked: bool) -> None:
         self._set(False, smoothing=checked)
+
+    def _on_uncertain_spin_valueChanged(self, value: float) -> None:
+        self._set(True, uncertain_below=value)
 
 
 def _number(text: str, kind: Callable[[str], Any], default: Any) -> Any:

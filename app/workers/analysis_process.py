@@ -44,6 +44,7 @@ class AnalysisRequest:
     min_face_size: int = 0
     min_score: float = 0.0
     align: bool = False
+    uncertain_below: float | None = None  # None: the command's default
 
     def to_args(self) -> list[str]:
         args = ["analyze", self.video, "--out", self.out, "--events", "jsonl", "--every", str(self.every)]
@@ -59,6 +60,8 @@ class AnalysisRequest:
             args += ["--min-face-size", str(self.min_face_size)]
         if self.min_score:
             args += ["--min-score", f"{self.min_score:g}"]
+        if self.uncertain_below is not None:
+            args += ["--uncertain-below", f"{self.uncertain_below:g}"]
         if self.align:
             args.append("--align")
         if self.annotated_video:

@@ -31,6 +31,7 @@ import numpy as np
 from PyQt5.QtCore import QThread, pyqtSignal
 
 from app.core.errors import FerStudioError, UnsafeModelError
+from app.core.recognition.classifier import DEFAULT_UNCERTAIN_BELOW
 from app.core.recognition.pipeline import Face
 from app.core.recognition.recognizer import DEFAULT_VIDEO_SIZE, Recognizer
 from app.core.sources import SourceSpec, VideoSource
@@ -68,7 +69,8 @@ class CameraWorker(QThread):
 
     def __init__(self, detector: str | None = None, *, align: bool = False, tta: bool = False,
                  smoothing: bool = True, video_size: int = DEFAULT_VIDEO_SIZE, min_face_size: int = 0,
-                 min_score: float = 0.0, max_pending: int | None = None,
+                 min_score: float = 0.0, uncertain_below: float = DEFAULT_UNCERTAIN_BELOW,
+                 max_pending: int | None = None,
                  capture_factory: Callable[[SourceSpec], Any] | None = None,
                  backoff: tuple[float, ...] | None = None, parent: Any = None) -> None:
         super().__init__(parent)
@@ -76,7 +78,8 @@ class CameraWorker(QThread):
         self._commands: queue.Queue[Callable[[], None]] = queue.Queue()
         # Plain data only here: the detector (dlib) and the model are created in this worker's thread.
         self._recognizer = Recognizer(detector, align=align, tta=tta, video_size=video_size,
-                                      smoothing=smoothing, min_face_size=min_face_size, min_score=min_score)
+                                      smoothing=smoothing, min_face_size=min_face_size, min_score=min_score,
+                                      uncertain_below=uncertain_below)
         self._session: CaptureSession | None = None
         self._recorder: Any = None
         self._capture_factory = capture_factory
@@ -105,11 +108,14 @@ class CameraWorker(QThread):
 
     def set_options(self, *, align: bool | None = None, tta: bool | None = None,
                     smoothing: bool | None = None, video_size: int | None = None,
-                    min_face_size: int | None = None, min_score: float | None = None) -> None:
+                    min_face_size: int | None = None, min_score: float | None = None,
+                    uncertain_below: float | None = None) -> None:
         """Change options between frames; ``video_size``: long side live frames are searched at (0 = full);
-        ``min_face_size`` (px) and ``min_score`` (0..1) drop detections that are probably not faces."""
+        ``min_face_size`` (px) and ``min_score`` (0..1) drop detections that are probably not faces;
+        a face whose top probability is below ``uncertain_below`` is shown as uncertain."""
         self._post(self._cmd_set_options, dict(align=align, tta=tta, smoothing=smoothing,
-                                               min_face_size=min_face_size, min_score=min_score), video_size)
+                                               min_face_size=min_face_size, min_score=min_score,
+                                               uncertain_below=uncertain_below), video_size)
 
     def open_source(self, spec: SourceSpec, loop: bool = True) -> None:
         """Start reading ``spec`` (a running source is closed first)."""

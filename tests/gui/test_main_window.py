@@ -246,3 +246,21 @@ def test_smallest_face_and_score_rerun_the_photo_and_are_remembered(qtbot, make_
     window.close()
     again = make_window(settings=qsettings)
     assert again.min_face_spin.value() == sizes[len(sizes) // 2] and again.min_score_spin.value() == 1.0
+
+
+def test_uncertain_threshold_reruns_the_photo_greys_unsure_faces_and_is_remembered(
+        qtbot, make_window, qsettings, data_dir):
+    from app.core.model_io import default_model_path
+
+    window = make_window(default_model_path())
+    qtbot.waitUntil(lambda: window.model_info is not None, timeout=60000)
+    open_photo(qtbot, window, data_dir / "two_people.jpg")
+    with qtbot.waitSignal(window.worker.photo_ready, timeout=30000) as sure:
+        window.uncertain_spin.setValue(0.0)  # never uncertain
+    assert sure.args[0].faces and not any(face.uncertain for face in sure.args[0].faces)
+    with qtbot.waitSignal(window.worker.photo_ready, timeout=30000) as unsure:
+        window.uncertain_spin.setValue(0.99)
+    faces = unsure.args[0].faces
+    assert faces and all(face.uncertain and face.label and len(face.probabilities) == 7 for face in faces)
+    window.close()
+    assert make_window(settings=qsettings).uncertain_spin.value() == pytest.approx(0.99)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from app.core.errors import ModelLoadError
+from app.core.recognition.classifier import DEFAULT_UNCERTAIN_BELOW
 from app.core.recognition.detection import (
     DEFAULT_DETECTOR,
     DEFAULT_VIDEO_SIZE,
@@ -28,7 +29,7 @@ from app.core.recognition.detection import (
     FaceDetector,
     create_detector,
 )
-from app.core.recognition.pipeline import Face, FaceFilter, FrameResult, Pipeline
+from app.core.recognition.pipeline import Face, FaceFilter, FrameResult, Pipeline, check_uncertain_below
 from app.core.recognition.tracking import FaceTracker
 from app.core.tf_quiet import import_tensorflow_quietly
 
@@ -63,8 +64,9 @@ class Recognizer:
 
     def __init__(self, detector: str | None = None, *, align: bool = False, tta: bool = False,
                  video_size: int = DEFAULT_VIDEO_SIZE, smoothing: bool = True, min_face_size: int = 0,
-                 min_score: float = 0.0) -> None:
+                 min_score: float = 0.0, uncertain_below: float = DEFAULT_UNCERTAIN_BELOW) -> None:
         self.detector_name = detector or DEFAULT_DETECTOR
+        self.uncertain_below = check_uncertain_below(uncertain_below)
         self.align = align
         self.tta = tta
         self.video_size = int(video_size)
@@ -134,8 +136,10 @@ class Recognizer:
 
     def set_options(self, *, align: bool | None = None, tta: bool | None = None,
                     smoothing: bool | None = None, min_face_size: int | None = None,
-                    min_score: float | None = None) -> None:
+                    min_score: float | None = None, uncertain_below: float | None = None) -> None:
         """Change options between frames; a bad filter value raises ValueError and changes nothing."""
+        if uncertain_below is not None:
+            check_uncertain_below(uncertain_below)
         face_filter = replace(self.face_filter, **{k: v for k, v in (
             ("min_size", None if min_face_size is None else int(min_face_size)),
             ("min_score", None if min_score is None else float(min_score))) if v is not None})
@@ -151,6 +155,8 @@ class Recognizer:
             self.align = align
         if smoothing is not None:
             self.tracker.smoothing = smoothing
+        if uncertain_below is not None:
+            self.uncertain_below = float(uncertain_below)
         self.face_filter = face_filter
 
     def reset_tracks(self) -> None:
@@ -175,7 +181,8 @@ class Recognizer:
     def pipeline(self, video: bool) -> Pipeline:
         """The pipeline of the current pieces: for live video (tracked, ``video_size``) or for photos."""
         return Pipeline(self._detector(video), self._classifier, align=self.align,
-                        tracker=self.tracker if video else None, face_filter=self.face_filter)
+                        tracker=self.tracker if video else None, face_filter=self.face_filter,
+                        uncertain_below=self.uncertain_below)
 
     def process_frame(self, image: np.ndarray, time_s: float | None = None) -> FrameResult:
         """One live frame: searched at ``video_size``, faces tracked across calls."""
