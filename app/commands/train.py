@@ -93,7 +93,8 @@ def given_options(args: argparse.Namespace) -> dict[str, object]:
 
 def build_config(args: argparse.Namespace) -> TrainConfig:  # noqa: F821 - imported lazily below
     """A fresh run's config, or for --resume the run's saved config.json with the given options on top."""
-    from app.core.training.engine import TrainConfig, load_run_config
+    from app.core.training.engine import TrainConfig
+    from app.core.training.runs import load_run_config
 
     given = given_options(args)
     extra = {"command": " ".join(["fer-studio", *sys.argv[1:]])}

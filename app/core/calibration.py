@@ -160,10 +160,8 @@ def write_calibration(report: CalibrationReport, out_dir: str | os.PathLike[str]
 def store_temperature(model_path: str | os.PathLike[str], temperature: float, tta: str,
                       calibration: dict | None = None) -> None:
     """Record the fitted temperature (and the TTA it was fitted with) in a model file's metadata, in place
-    and atomically (a copy is edited, then renamed over the file)."""
-    import shutil
-
-    from app.core.model_io import _temp_name, read_spec, write_metadata
+    and atomically (model_io.update_metadata)."""
+    from app.core.model_io import read_spec, update_metadata
 
     path = Path(model_path)
     spec = read_spec(path)
@@ -172,15 +170,5 @@ def store_temperature(model_path: str | os.PathLike[str], temperature: float, tt
     info = dict(spec.info)
     if calibration is not None:
         info["calibration"] = calibration
-    spec = replace(spec, temperature=float(temperature), tta=tta, info=info)
-    tmp = _temp_name(path)
-    try:
-        shutil.copyfile(path, tmp)
-        write_metadata(tmp, spec)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"{path}: could not record the temperature ({exc}).") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    update_metadata(path, replace(spec, temperature=float(temperature), tta=tta, info=info))
     logger.info("%s: temperature %.3f (%s TTA) recorded", path, temperature, tta)

@@ -349,6 +349,24 @@ def save_model(model: Any, path: str | os.PathLike[str], spec: ModelSpec) -> Pat
     return p
 
 
+def update_metadata(path: str | os.PathLike[str], spec: ModelSpec) -> None:
+    """Replace the embedded spec of an existing model file, atomically: a copy is edited, then renamed over
+    the file, so a crash leaves the old file whole."""
+    import shutil
+
+    p = Path(path)
+    tmp = _temp_name(p)
+    try:
+        shutil.copyfile(p, tmp)
+        write_metadata(tmp, spec)
+        os.replace(tmp, p)
+    except OSError as exc:
+        raise OutputError(f"{p}: could not update the model's metadata ({exc}).") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def read_spec(path: str | os.PathLike[str]) -> ModelSpec | None:
     """The embedded spec of a model file, read without loading the model (None if it has none)."""
     _, meta = _read_container(Path(path))

@@ -21,15 +21,15 @@ from typing import Any
 import numpy as np
 
 from app.core.datasets import Dataset, Split, load_dataset, stratified_split
-from app.core.errors import DatasetError, OutputError
+from app.core.errors import DatasetError
 from app.core.files import atomic_write_bytes
-from app.core.model_io import ModelSpec, read_spec, save_model
+from app.core.model_io import ModelSpec, save_model
 from app.core.training.augment import Augmentation
 from app.core.training.events import EventSink
+from app.core.training.runs import BEST_NAME, LAST_NAME, check_output_folder, final_report, resume_run
 
 logger = logging.getLogger(__name__)
 
-BEST_NAME, LAST_NAME = "best.h5", "last.keras"
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SCHEDULES = ("cosine", "plateau", "constant")
 
@@ -118,20 +118,6 @@ class StopFlag:
 
     def __call__(self) -> bool:
         return self._event.is_set()
-
-
-def check_output_folder(out: Path, resume: bool) -> None:
-    """Refuse a folder we cannot write, or one holding another run (nothing the user has is overwritten)."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot write to the output folder ({exc}). Choose another folder.") from exc
-    if not resume and ((out / BEST_NAME).exists() or (out / LAST_NAME).exists()):
-        raise OutputError(f"{out} already holds a training run ({BEST_NAME}/{LAST_NAME}). Choose a new output "
-                          "folder, or continue that run with --resume.")
 
 
 def _subsample(split: Split, max_samples: int, seed: int) -> Split:
@@ -272,7 +258,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
 
     initial_epoch, best_value, best_epoch = 0, -math.inf, None
     if config.resume:
-        model, base, initial_epoch, best_value, best_epoch = _resume(Path(config.resume), config)
+        model, base, initial_epoch, best_value, best_epoch = resume_run(Path(config.resume))
     elif strategy is not None:
         with strategy.scope():
             model, base = build_training_model(config, num_classes, precision)
@@ -341,31 +327,12 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     report = None
     if best_path is not None:
         sink.emit("evaluating", model=best_path, split=data.split_names.get("val", "val"), samples=len(val_split))
-        report = _final_report(best_path, val_split, data.labels, out, sink, data.split_names.get("val", "val"))
+        report = final_report(best_path, val_split, data.labels, out, sink, data.split_names.get("val", "val"))
     result = TrainResult(best_path, checkpoints.best_epoch, None if math.isinf(checkpoints.best) else checkpoints.best,
                          interrupted=progress.stopped_by_request, report=report)
     sink.emit("done", best_model=best_path, best_epoch=result.best_epoch, best_value=result.best_value,
               interrupted=result.interrupted, seconds=time.monotonic() - started)
     return result
-
-
-def load_run_config(run: str | os.PathLike[str]) -> dict[str, Any]:
-    """The saved config.json of a run (its folder, or its last.keras), for --resume; {} for a run without
-    one (then the data and --out must be given again)."""
-    folder = Path(run)
-    if folder.suffix == ".keras":
-        folder = folder.parent
-    path = folder / "config.json"
-    if not path.is_file():
-        logger.warning("%s has no config.json: resuming with the options given now", folder)
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"{path}: cannot read the run's config ({exc}).") from exc
-    if not isinstance(data, dict):
-        raise OutputError(f"{path}: the run's config is not a JSON object.")
-    return data
 
 
 def _load_init_source(path: Path, config: TrainConfig) -> Any:
@@ -392,55 +359,6 @@ def _load_teacher(path: Path, config: TrainConfig) -> Any:
     if not 0.0 < config.distill_weight <= 1.0:
         raise ValueError(f"--distill-weight must be in (0, 1], not {config.distill_weight}")
     return load_model(path)
-
-
-def _resume(path: Path, config: TrainConfig) -> tuple[Any, Any, int, float, int | None]:
-    """Reload last.keras (weights + optimizer state) and where it stopped."""
-    import keras
-
-    if path.is_dir():
-        path = path / LAST_NAME
-    if not path.is_file():
-        raise OutputError(f"{path}: no checkpoint to resume from (expected {LAST_NAME} of an earlier run).")
-    spec = read_spec(path)
-    info = spec.info if spec else {}
-    model = keras.models.load_model(path, compile=True, safe_mode=True)
-    # With random erasing the trainer is eraser -> architecture; otherwise it is the architecture itself.
-    base = model.layers[-1] if isinstance(model.layers[-1], keras.Model) else model
-    metrics = info.get("metrics", {})
-    best = metrics.get("best")
-    logger.info("resuming %s after epoch %s (best val_accuracy %s)", path, info.get("epoch"), best)
-    best_value = float(best) if best is not None else -math.inf
-    return model, base, int(info.get("epoch", 0)), best_value, metrics.get("best_epoch")
-
-
-def _final_report(best_path: Path, val: Split, labels: tuple[str, ...], out: Path, sink: EventSink,
-                  split_name: str = "val") -> dict | None:
-    """Score the best checkpoint on the validation split with its own test-time augmentation (ten-crop for
-    crop-trained models, flip otherwise), fit its temperature there and record both in best.h5; writes
-    report.json, report_confusion.png, calibration.json and calibration_reliability.png."""
-    from app.core.calibration import calibrate, store_temperature, write_calibration
-    from app.core.evaluation import evaluate_predictions, predict_array, write_report
-    from app.core.model_io import load_model
-
-    loaded = load_model(best_path)
-    tta = "crops" if loaded.spec.crop_from else "flip"
-    raw = predict_array(loaded, val.images, tta=tta, calibrated=False)
-    calibration = calibrate(raw, val.labels)
-    store_temperature(best_path, calibration.temperature, tta,
-                      {"split": split_name, "samples": calibration.samples, "ece_before": calibration.ece_before,
-                       "ece_after": calibration.ece_after})
-    write_calibration(calibration, out, title=f"{best_path.name} on {split_name} ({tta} TTA)")
-    report = evaluate_predictions(val.labels, raw, loaded.spec.labels,
-                                  meta={"model": best_path.name, "split": split_name, "tta": tta,
-                                        "temperature": calibration.temperature,
-                                        "ece_before": calibration.ece_before, "ece_after": calibration.ece_after})
-    json_path, png_path = write_report(report, out, stem="report")
-    data = report.to_dict()
-    sink.emit("report", path=json_path, confusion_png=png_path, accuracy=data["accuracy"], macro_f1=data["macro_f1"],
-              per_class=data.get("per_class"), tta=tta, temperature=calibration.temperature,
-              ece_before=calibration.ece_before, ece_after=calibration.ece_after)
-    return data
 
 
 def _install_signal_handlers(stop: StopFlag) -> dict[int, Any]:
