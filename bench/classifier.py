@@ -76,7 +76,7 @@ def main() -> int:
     classifier = EmotionClassifier(loaded)
     classifier_tta = EmotionClassifier(loaded, tta="flip")
     classifier_crops = EmotionClassifier(loaded, tta="crops")
-    print(f"{"case":<46} {'faces':>5} {'median ms':>10} {'p10':>7} {'p90':>7}")
+    print(f"{'case':<46} {'faces':>5} {'median ms':>10} {'p10':>7} {'p90':>7}")
     for faces in (1, 8):
         batch = rng.uniform(-1, 1, (faces, height, width, channels)).astype(np.float32)
         crops = [rng.integers(0, 256, (150, 150, 3), dtype=np.uint8) for _ in range(faces)]
