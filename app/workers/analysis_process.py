@@ -10,21 +10,17 @@ summary and report of what was done and exits; it is killed if it does not end w
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from PyQt5.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, pyqtSignal
+from PyQt5.QtCore import QObject, pyqtSignal
 
 from app.core.tf_quiet import is_noise
-from app.workers.training_protocol import JsonLinesParser, TextLineBuffer
+from app.workers.child_process import JsonLinesChild
 
 logger = logging.getLogger(__name__)
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: Time a cancelled analysis gets to write its summary and report before it is killed.
 CANCEL_TIMEOUT_MS = 15_000
 
@@ -84,7 +80,7 @@ class AnalysisOutcome:
         return self.result is not None and self.error is None
 
 
-class AnalysisProcess(QObject):
+class AnalysisProcess(JsonLinesChild):
     """One ``fer-studio analyze`` child at a time; lives in (and is used from) the GUI thread."""
 
     progress = pyqtSignal(object)  # the "progress" event dict
@@ -95,19 +91,9 @@ class AnalysisProcess(QObject):
     def __init__(self, parent: QObject | None = None, cancel_timeout_ms: int = CANCEL_TIMEOUT_MS) -> None:
         super().__init__(parent)
         self.cancel_timeout_ms = cancel_timeout_ms
-        self._process = QProcess(self)
-        self._process.readyReadStandardOutput.connect(self._on_process_readyReadStandardOutput)
-        self._process.readyReadStandardError.connect(self._on_process_readyReadStandardError)
-        self._process.finished.connect(self._on_process_finished)
-        self._process.errorOccurred.connect(self._on_process_errorOccurred)
-        self._kill_timer = QTimer(self)
-        self._kill_timer.setSingleShot(True)
-        self._kill_timer.timeout.connect(self._on_killTimer_timeout)
         self._reset()
 
     def _reset(self) -> None:
-        self._stdout = JsonLinesParser()
-        self._stderr = TextLineBuffer()
         self._tail: deque[str] = deque(maxlen=20)
         self._result: dict[str, Any] | None = None
         self._error: str | None = None
@@ -120,19 +106,8 @@ class AnalysisProcess(QObject):
             raise RuntimeError("an analysis is already running")
         self._reset()
         command = [python or sys.executable, "-m", "app.cli", *request.to_args()]
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("PYTHONUNBUFFERED", "1")
-        env.insert("PYTHONIOENCODING", "utf-8")
-        path = env.value("PYTHONPATH", "")
-        env.insert("PYTHONPATH", os.pathsep.join(p for p in (str(PROJECT_ROOT), path) if p))
-        self._process.setProcessEnvironment(env)
-        self._process.setWorkingDirectory(str(PROJECT_ROOT))
-        logger.info("starting analysis: %s", " ".join(command))
-        self._process.start(command[0], command[1:])
+        self._launch(command, "analysis")
         return command
-
-    def is_running(self) -> bool:
-        return self._process.state() != QProcess.NotRunning
 
     def cancel(self) -> None:
         """Ask the run to stop (it keeps what it did); kill it if it does not end in time."""
@@ -155,33 +130,17 @@ class AnalysisProcess(QObject):
             self._process.kill()
             self._process.waitForFinished(2_000)
 
-    # -- QProcess slots --------------------------------------------------------------------------------------
+    # -- JsonLinesChild ------------------------------------------------------------------------------------
 
-    def _on_process_readyReadStandardOutput(self) -> None:
-        for item in self._stdout.feed(bytes(self._process.readAllStandardOutput())):
-            self._dispatch(item)
-
-    def _on_process_readyReadStandardError(self) -> None:
-        for line in self._stderr.feed(bytes(self._process.readAllStandardError())):
-            self._log(line)
-
-    def _on_process_finished(self, exit_code: int, _status: QProcess.ExitStatus) -> None:
-        self._kill_timer.stop()
-        self._on_process_readyReadStandardOutput()
-        self._on_process_readyReadStandardError()
-        for item in self._stdout.flush():
-            self._dispatch(item)
-        for line in self._stderr.flush():
-            self._log(line)
+    def _ended(self, exit_code: int, crashed: bool) -> None:
         if self._result is None and self._error is None:
             self._error = (self._tail[-1] if self._tail else
                            f"the analysis process ended unexpectedly (exit code {exit_code}).")
         self._report(exit_code)
 
-    def _on_process_errorOccurred(self, error: QProcess.ProcessError) -> None:
-        if error == QProcess.FailedToStart:  # no finished() follows
-            self._error = f"could not start the analysis process: {self._process.errorString()}"
-            self._report(-1)
+    def _failed_to_start(self, message: str) -> None:
+        self._error = f"could not start the analysis process: {message}"
+        self._report(-1)
 
     def _on_killTimer_timeout(self) -> None:
         if self.is_running():

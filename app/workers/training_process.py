@@ -14,13 +14,13 @@ answering and restarts the grace period, up to a hard limit.
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
 from pathlib import Path
 
-from PyQt5.QtCore import QElapsedTimer, QObject, QProcess, QProcessEnvironment, QTimer, pyqtSignal
+from PyQt5.QtCore import QElapsedTimer, QObject, pyqtSignal
 
 from app.core.tf_quiet import is_noise
+from app.workers.child_process import PROJECT_ROOT, JsonLinesChild  # noqa: F401 - PROJECT_ROOT re-exported
 from app.workers.training_protocol import (  # noqa: F401 - re-exported for callers of this module
     IMBALANCE_FLAGS,
     JsonLinesParser,
@@ -33,9 +33,6 @@ from app.workers.training_protocol import (  # noqa: F401 - re-exported for call
 
 logger = logging.getLogger(__name__)
 
-#: Project root (the folder holding the ``app`` package), so ``python -m app.cli`` works from any folder.
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
 #: Silence allowed after Stop before the run is killed. After its last batch the engine validates, saves and
 #: scores the best checkpoint; on two busy cores with FER2013's 3,589 validation images that took 8-12 s.
 DEFAULT_STOP_TIMEOUT_MS = 20_000
@@ -43,7 +40,7 @@ DEFAULT_STOP_TIMEOUT_MS = 20_000
 STOP_HARD_LIMIT_MS = 120_000
 
 
-class TrainingProcess(QObject):
+class TrainingProcess(JsonLinesChild):
     """A ``fer-studio train`` child process; one signal per event it prints.
 
     Lives in (and must only be used from) the GUI thread: QProcess delivers its output through the event loop,
@@ -69,20 +66,10 @@ class TrainingProcess(QObject):
     def __init__(self, parent: QObject | None = None, stop_timeout_ms: int = DEFAULT_STOP_TIMEOUT_MS) -> None:
         super().__init__(parent)
         self.stop_timeout_ms = stop_timeout_ms
-        self._process = QProcess(self)
-        self._process.readyReadStandardOutput.connect(self._on_process_readyReadStandardOutput)
-        self._process.readyReadStandardError.connect(self._on_process_readyReadStandardError)
-        self._process.finished.connect(self._on_process_finished)
-        self._process.errorOccurred.connect(self._on_process_errorOccurred)
-        self._kill_timer = QTimer(self)
-        self._kill_timer.setSingleShot(True)
-        self._kill_timer.timeout.connect(self._on_killTimer_timeout)
         self._stop_clock = QElapsedTimer()
         self._reset(None)
 
     def _reset(self, out: str | None) -> None:
-        self._stdout = JsonLinesParser()
-        self._stderr = TextLineBuffer()
         self._stderr_tail: deque[str] = deque(maxlen=20)
         self._out = out
         self._stopping = False
@@ -100,19 +87,8 @@ class TrainingProcess(QObject):
             raise RuntimeError("a training process is already running")
         command = build_command(config, python)
         self._reset(str(Path(config.out).expanduser().resolve()))
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("PYTHONUNBUFFERED", "1")  # events must arrive as they happen, not when a buffer fills
-        env.insert("PYTHONIOENCODING", "utf-8")
-        path = env.value("PYTHONPATH", "")
-        env.insert("PYTHONPATH", os.pathsep.join(p for p in (str(PROJECT_ROOT), path) if p))
-        self._process.setProcessEnvironment(env)
-        self._process.setWorkingDirectory(str(PROJECT_ROOT))
-        logger.info("starting training: %s", " ".join(command))
-        self._process.start(command[0], command[1:])
+        self._launch(command, "training")
         return command
-
-    def is_running(self) -> bool:
-        return self._process.state() != QProcess.NotRunning
 
     def is_stopping(self) -> bool:
         return self._stopping and self.is_running()
@@ -162,31 +138,14 @@ class TrainingProcess(QObject):
             self._process.kill()
             self._process.waitForFinished(3000)
 
-    # -- QProcess slots --------------------------------------------------------------------------------------
+    # -- JsonLinesChild ------------------------------------------------------------------------------------
 
-    def _on_process_readyReadStandardOutput(self) -> None:
-        for item in self._stdout.feed(bytes(self._process.readAllStandardOutput())):
-            self._dispatch(item)
+    def _ended(self, exit_code: int, crashed: bool) -> None:
+        self._emit_outcome(exit_code, crashed)
 
-    def _on_process_readyReadStandardError(self) -> None:
-        for line in self._stderr.feed(bytes(self._process.readAllStandardError())):
-            self._log(line)
-
-    def _on_process_finished(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
-        self._kill_timer.stop()
-        # Whatever is still in the pipes belongs to this run; an unterminated last line counts too.
-        self._on_process_readyReadStandardOutput()
-        self._on_process_readyReadStandardError()
-        for item in self._stdout.flush():
-            self._dispatch(item)
-        for line in self._stderr.flush():
-            self._log(line)
-        self._emit_outcome(exit_code, exit_status == QProcess.CrashExit)
-
-    def _on_process_errorOccurred(self, error: QProcess.ProcessError) -> None:
-        if error == QProcess.FailedToStart:  # no finished() follows in this case
-            self._error = f"could not start the training process: {self._process.errorString()}"
-            self._emit_outcome(-1, False)
+    def _failed_to_start(self, message: str) -> None:
+        self._error = f"could not start the training process: {message}"
+        self._emit_outcome(-1, False)
 
     def _on_killTimer_timeout(self) -> None:
         if self.is_running():
