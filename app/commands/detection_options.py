@@ -46,11 +46,13 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--align", action="store_true", help="rotate each face so the eyes are level")
 
 
-def add_tta_argument(parser: argparse.ArgumentParser) -> None:
-    """Add --tta [flip|crops] (bare: flip; default: none)."""
-    parser.add_argument("--tta", nargs="?", const="flip", default="none", choices=("none", "flip", "crops"),
+def add_tta_argument(parser: argparse.ArgumentParser, model_default: bool = False) -> None:
+    """Add --tta [none|flip|crops] (bare: flip; default: none, or with ``model_default`` the model's own)."""
+    default = "the model's own, the one its card reports" if model_default else "none"
+    parser.add_argument("--tta", nargs="?", const="flip", default=None if model_default else "none",
+                        choices=("none", "flip", "crops"),
                         help="test-time augmentation: flip (also when given bare) averages each face with its "
-                        "mirror image; crops averages ten windows of it (the photo model's own; slower)")
+                        f"mirror image; crops averages ten windows of it (slower); default: {default}")
 
 
 def add_uncertainty_argument(parser: argparse.ArgumentParser) -> None:

@@ -37,7 +37,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
     parser.add_argument("--model", help="model file (.h5, .hdf5 or .keras); default: the bundled model")
     add_detection_arguments(parser)
-    add_tta_argument(parser)
+    add_tta_argument(parser, model_default=True)
     add_uncertainty_argument(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per image per line")
     parser.add_argument("--annotate", metavar="DIR", help="write annotated copies of the photos into DIR")

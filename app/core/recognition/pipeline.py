@@ -186,7 +186,7 @@ def build_pipeline(
     model_path: str | os.PathLike[str] | None,
     detector: str | FaceDetector = DEFAULT_DETECTOR,
     align: bool = False,
-    tta: bool | str = False,
+    tta: bool | str | None = False,
     trust: bool = False,
     labels: list[str] | tuple[str, ...] | None = None,
     normalization: str | None = None,
@@ -199,7 +199,8 @@ def build_pipeline(
     """Load a model (``None``: the bundled default) and a detector (a name or an instance) into a Pipeline.
 
     ``min_face_size``/``min_score`` set its :class:`FaceFilter`; ``uncertain_below`` the top probability
-    under which a face is "uncertain"; ``tta`` is False/"none", True/"flip" or "crops"; ``track`` gives it a fresh
+    under which a face is "uncertain"; ``tta`` is False/"none", True/"flip", "crops", or None for the model's
+    own (the one its card's accuracy was measured with); ``track`` gives it a fresh
     :class:`FaceTracker` (for the frames of one video). Call it in the thread that will run the pipeline:
     the model is built and traced there. Raises ModelLoadError, DetectorError or ValueError (bad filter).
     """
@@ -214,6 +215,7 @@ def build_pipeline(
         raise DetectorError("alignment needs dlib and face_recognition (for the eye landmarks), which are "
                             "not installed; install them or turn alignment off.")
     loaded = load_model(path, trust=trust, labels=labels, normalization=normalization)
-    return Pipeline(face_detector, EmotionClassifier(loaded, tta=tta), align=align,
+    own_tta = loaded.spec.tta if tta is None else tta
+    return Pipeline(face_detector, EmotionClassifier(loaded, tta=own_tta), align=align,
                     tracker=FaceTracker() if track else None, face_filter=face_filter,
                     uncertain_below=uncertain_below)
