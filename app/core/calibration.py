@@ -138,7 +138,7 @@ def render_reliability(report: CalibrationReport, title: str = "") -> np.ndarray
     cv2.putText(image, f"after (T={report.temperature:.2f}): ECE {report.ece_after:.3f}", (x0 + 8, pad + 38), font,
                 0.45, (200, 90, 20), 1, cv2.LINE_AA)
     if title:
-        cv2.putText(image, title[:60], (x0, 20), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(image, title[:80], (8, 20), font, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
     return image
 
 
