@@ -1,11 +1,11 @@
 """Distillation targets (``fer-studio train --distill-from TEACHER``): a larger model teaches a small one.
 
-The teacher scores every training image once before training (with flip test-time augmentation: the mean of
-the image's and its mirror's probabilities); each training target is then a blend of the one-hot label and
-the teacher's probabilities. The student learns from the teacher's view of which expressions look alike
-(fear and surprise, sad and neutral) as well as from the label. Scoring once keeps each training step as
-cheap as without a teacher; the flip/rotate/shift/zoom augmentation leaves an expression what it is, so the
-clean image's probabilities stand for its augmented views.
+The teacher scores every training image once before training, with its own test-time augmentation (ten crops
+for a crop-trained teacher) or at least a flip, and its calibrated probabilities; each training target is then
+a blend of the one-hot label and the teacher's probabilities. The student learns from the teacher's view of
+which expressions look alike (fear and surprise, sad and neutral) as well as from the label. Scoring once
+keeps each training step as cheap as without a teacher; the flip/rotate/shift/zoom augmentation leaves an
+expression what it is, so the clean image's probabilities stand for its augmented views.
 """
 
 from __future__ import annotations
@@ -29,6 +29,12 @@ def teacher_columns(teacher_labels: Sequence[str], data_labels: Sequence[str], t
     return [int(matches[name]) for name in data_labels]  # type: ignore[arg-type]
 
 
+def teacher_tta(teacher: Any) -> str:
+    """The test-time augmentation a teacher scores with: its own (ten-crop for a crop-trained one), at least a
+    flip."""
+    return teacher.spec.tta if teacher.spec.tta != "none" else "flip"
+
+
 def distillation_targets(teacher: Any, images: np.ndarray, labels: np.ndarray, data_labels: Sequence[str],
                          weight: float, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """(N, K) float32 training targets: ``(1 - weight) * one_hot(labels) + weight * teacher probabilities``.
@@ -45,8 +51,7 @@ def distillation_targets(teacher: Any, images: np.ndarray, labels: np.ndarray, d
     columns = teacher_columns(teacher.spec.labels, data_labels, name)
     # The teacher's own test-time augmentation (ten-crop for a crop-trained teacher), at least a flip, and
     # its calibrated probabilities: honest soft targets.
-    tta = teacher.spec.tta if teacher.spec.tta != "none" else "flip"
-    scores = predict_array(teacher, images, tta=tta, progress=progress)[:, columns]
+    scores = predict_array(teacher, images, tta=teacher_tta(teacher), progress=progress)[:, columns]
     scores /= np.maximum(scores.sum(axis=1, keepdims=True), 1e-12)
     one_hot = np.eye(len(data_labels), dtype=np.float32)[labels]
     return ((1.0 - weight) * one_hot + weight * scores).astype(np.float32)

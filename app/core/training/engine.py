@@ -244,9 +244,9 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     weights = balanced_class_weights(train_split.labels, num_classes) if config.class_weights else None
     targets = None
     if teacher is not None:
-        from app.core.training.distillation import distillation_targets
+        from app.core.training.distillation import distillation_targets, teacher_tta
 
-        sink.emit("distilling", teacher=teacher.path, samples=len(train_split))
+        sink.emit("distilling", teacher=teacher.path, samples=len(train_split), tta=teacher_tta(teacher))
         targets = distillation_targets(teacher, train_split.images, train_split.labels, data.labels,
                                        config.distill_weight)
         del teacher

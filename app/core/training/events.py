@@ -74,7 +74,8 @@ class ConsoleSink(EventSink):
         elif event == "checkpoint":
             line = f"  saved best model ({f['monitor']} {f['value']:.4f}) to {f['path']}"
         elif event == "distilling":
-            line = f"  teacher {f['teacher']} scoring the {f['samples']} training images (with flip TTA)"
+            line = (f"  teacher {f['teacher']} scoring the {f['samples']} training images "
+                    f"(with {f.get('tta', 'flip')} TTA)")
         elif event == "report":
             line = f"validation report: accuracy {f['accuracy']:.4f}, macro-F1 {f['macro_f1']:.4f} -> {f['path']}"
         elif event == "done":
