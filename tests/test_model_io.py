@@ -163,3 +163,20 @@ def test_atomic_save_keeps_the_old_file(tmp_path: Path, tiny3, monkeypatch: pyte
 def test_save_rejects_bad_suffix(tmp_path: Path, tiny3) -> None:
     with pytest.raises(OutputError, match=r"\.h5, \.hdf5 or \.keras"):
         save_model(tiny3, tmp_path / "m.pb", SPEC)
+
+
+def test_h5_is_for_inference_and_keras_keeps_the_optimizer(tmp_path: Path) -> None:
+    import h5py
+    import keras
+
+    model = build_tiny_model(input_shape=(40, 32, 1), num_classes=3)
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    x = np.random.default_rng(0).random((4, 40, 32, 1), np.float32)
+    model.fit(x, np.eye(3, dtype=np.float32)[[0, 1, 2, 0]], epochs=1, verbose=0)
+    best = save_model(model, tmp_path / "best.h5", SPEC)
+    with h5py.File(best) as f:
+        assert "model_weights" in f and "optimizer_weights" not in f
+    np.testing.assert_allclose(np.asarray(load_model(best).model(x)), np.asarray(model(x)), atol=1e-6)
+    last = save_model(model, tmp_path / "last.keras", SPEC)
+    resumed = keras.models.load_model(last)
+    assert resumed.optimizer.iterations.numpy() == model.optimizer.iterations.numpy() == 1

@@ -326,7 +326,9 @@ def _quiet_legacy_h5_warning() -> Iterator[None]:
 def save_model(model: Any, path: str | os.PathLike[str], spec: ModelSpec) -> Path:
     """Save ``model`` with ``spec`` embedded, atomically: a temporary file in the same folder, then a rename.
 
-    A crash or a full disk leaves the previous file at ``path`` untouched.
+    A crash or a full disk leaves the previous file at ``path`` untouched. An .h5/.hdf5 file is for inference
+    and holds no optimizer state (Adam's would double or treble it); a .keras file (a run's last.keras, what
+    ``--resume`` reloads) keeps it.
     """
     p = Path(path)
     if p.suffix.lower() not in MODEL_SUFFIXES:
@@ -338,7 +340,10 @@ def save_model(model: Any, path: str | os.PathLike[str], spec: ModelSpec) -> Pat
     tmp = _temp_name(p)
     try:
         with _quiet_legacy_h5_warning():
-            model.save(tmp)
+            if p.suffix.lower() == ".keras":
+                model.save(tmp)
+            else:
+                model.save(tmp, include_optimizer=False)
         write_metadata(tmp, spec)
         os.replace(tmp, p)
     except OSError as exc:
