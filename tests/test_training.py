@@ -18,7 +18,7 @@ from app.cli import main as cli
 from app.core.datasets import load_fer2013
 from app.core.labels import FER2013_LABELS
 from app.core.model_io import load_model, read_spec
-from app.core.training.data import balanced_class_weights, even_batch_size, train_stream
+from app.core.training.data import balanced_class_weights, even_batch_size, stream_seed, train_stream
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,6 +104,9 @@ def test_resume_keeps_the_runs_settings_and_follows_the_schedule_of_the_new_leng
     events = _events(second.stdout)
     start = events[0]
     assert start["initial_epoch"] == 1
+    # the resumed process draws a new stream, not a replay of the batches the first process trained on
+    assert _events(first.stdout)[0]["stream_seed"] == 1337
+    assert start["stream_seed"] == stream_seed(1337, 1) != 1337
     ends = [e for e in events if e["event"] == "epoch_end"]
     assert [e["epoch"] for e in ends] == [2, 3]
     steps = start["steps_per_epoch"]
@@ -187,6 +190,35 @@ def test_training_batches_are_full_and_even():
         seen.extend(np.argmax(y.numpy(), axis=1))
     counts = np.bincount(seen, minlength=3) / len(seen)
     assert np.all(np.abs(counts - 1 / 3) < 0.08)  # oversampling balances 37/3/11
+
+
+def test_a_resumed_stream_is_not_a_replay_of_the_first_one(fer_sample):
+    """One seed for every process made a resumed run retrain on the batches its predecessor began with: the
+    same images in the same order, about half of them with bit-identical augmentation (the rest differ only
+    because the parallel map draws its random numbers in thread order). A resumed start draws another order
+    and other augmentations."""
+    import keras
+
+    from app.core.training.augment import Augmentation
+
+    split = load_fer2013(fer_sample, splits=["Training"])["Training"]
+    aug = Augmentation.from_strength(1.0, (44, 44))
+
+    def first_batches(initial_epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        seed = stream_seed(1337, initial_epoch)
+        keras.utils.set_random_seed(seed)
+        stream, _ = train_stream(split.images, split.labels, 7, 16, "minus1_1", seed=seed, augmentation=aug)
+        batches = list(stream.take(6))
+        return (np.concatenate([x.numpy() for x, _ in batches]).reshape(96, -1),
+                np.concatenate([y.numpy().argmax(1) for _, y in batches]))
+
+    (fresh, fresh_labels), (_, again_labels) = first_batches(0), first_batches(0)
+    resumed, resumed_labels = first_batches(5)
+    assert np.array_equal(fresh_labels, again_labels)  # a fresh run's order is reproducible
+    assert not np.array_equal(fresh_labels, resumed_labels)
+    identical = np.all(np.abs(fresh - resumed) < 1e-6, axis=1)
+    assert not identical.any()
+    assert len({stream_seed(1337, e) for e in range(300)}) == 300
 
 
 def test_class_weights_balance_the_loss():

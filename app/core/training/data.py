@@ -8,8 +8,9 @@ N samples, every sample is seen equally often over the run, and no batch is ever
 
 With the TensorFlow backend batches come from tf.data (parallel, prefetched, no Python per image); with
 JAX or PyTorch (e.g. on a GPU machine without TensorFlow) from a ``keras.utils.PyDataset`` of numpy
-batches. Augmentation itself runs as Keras layers inside the training model (see training.py), so it is
-the same code on every backend.
+batches. Augmentation is one affine warp per image in the stream (augment.py: a TensorFlow op here, OpenCV
+for the numpy batches), with the same matrix maths on every backend. A resumed run draws a new stream
+(``stream_seed``) instead of replaying the one its previous process began with.
 """
 
 from __future__ import annotations
@@ -37,6 +38,20 @@ def even_batch_size(requested: int, replicas: int = 1) -> int:
         logger.warning("batch size %d -> %d: training batches must be even (and split evenly over %d replica(s))",
                        requested, size, replicas)
     return size
+
+
+def stream_seed(seed: int, initial_epoch: int) -> int:
+    """The seed of the training stream (shuffle order and augmentation draws) for a process that starts at
+    ``initial_epoch``: the run's own seed for a fresh run, a different one per resume point.
+
+    With one seed for every process, a resumed run replayed exactly the shuffled, augmented batches its
+    previous process began with: a run stopped after k epochs and resumed saw its last k epochs' batches
+    again (a 150-epoch VGG run read 4 points higher training accuracy, and lower validation accuracy, for the
+    8 epochs after a resume that followed an 8-epoch process).
+    """
+    if initial_epoch <= 0:
+        return seed
+    return (seed * 1_000_003 + initial_epoch * 7_919) % (2**31 - 1)
 
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
