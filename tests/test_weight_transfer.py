@@ -83,3 +83,16 @@ def test_wrong_arch_and_resume_conflict_are_reported_before_training(tmp_path, c
     broken.write_bytes(b"\x89HDF\r\n not really")
     assert cli(["train", str(fer_sample), "--out", str(tmp_path / "c"), "--init-from", str(broken)]) == 1
     assert "not a readable HDF5" in capsys.readouterr().err
+
+
+def test_init_from_a_narrow_cropped_vgg_with_its_width_and_crop(tmp_path, fer_sample):
+    """The pre-check builds the net training will build: --width 16 and --crop 40, not the default width 64."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--arch", "vgg", "--width", "16", "--crop", "40", "--epochs", "1", "--batch-size", "32",
+              "--max-samples", "64", "--no-augment"]
+    assert cli(["train", str(fer_sample), "--out", str(first), *common]) == 0
+    assert cli(["train", str(fer_sample), "--out", str(second), "--init-from", str(first / "best.h5"),
+                *common]) == 0
+    spec = read_spec(second / "best.h5")
+    assert spec is not None and spec.input_size == (40, 40)
+    assert spec.info["init_from"]["model"] == "best.h5" and spec.info["init_from"]["layers"] > 0

@@ -350,7 +350,9 @@ def _load_init_source(path: Path, config: TrainConfig) -> Any:
     from app.core.training.weight_transfer import transfer_weights
 
     source = load_model(path)
-    trial = build_model(config.arch, (*config.input_size, config.channels), len(source.spec.labels))
+    # the net training will build: same width and (cropped) input, or a --width 32 source fails against width 64
+    trial = build_model(config.arch, (*config.model_input_size, config.channels), len(source.spec.labels),
+                        width=config.width)
     try:
         transfer_weights(source.model, source.spec.labels, trial, source.spec.labels, path)
     except ModelLoadError as exc:
