@@ -163,7 +163,6 @@ def build_training_model(config: TrainConfig, num_classes: int, precision: str) 
     Layers are built under ``precision``'s policy; batch norm runs fused on TensorFlow (fast_layers)."""
     import keras
 
-    from app.core.training.architectures import build_model
     from app.core.training.data import build_eraser
     from app.core.training.fast_layers import keras_policy, use_fused_batch_norm
 
@@ -171,7 +170,7 @@ def build_training_model(config: TrainConfig, num_classes: int, precision: str) 
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(keras_policy(precision))
     try:
-        base = build_model(config.arch, shape, num_classes, l2=config.l2, width=config.width)
+        base = _build_base(config, num_classes)
         if config.random_erasing > 0:
             inputs = keras.Input(shape=shape, name="image")
             model = keras.Model(inputs, base(build_eraser(config.random_erasing, config.seed)(inputs)), name="trainer")
@@ -342,17 +341,22 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     return result
 
 
+def _build_base(config: TrainConfig, num_classes: int) -> Any:
+    """The untrained net a run trains: one place, so the --init-from check cannot drift from the real build."""
+    from app.core.training.architectures import build_model
+
+    return build_model(config.arch, (*config.model_input_size, config.channels), num_classes, l2=config.l2,
+                       width=config.width)
+
+
 def _load_init_source(path: Path, config: TrainConfig) -> Any:
     """The model --init-from names, loaded safely and checked against --arch before any data is read."""
     from app.core.errors import ModelLoadError
     from app.core.model_io import load_model
-    from app.core.training.architectures import build_model
     from app.core.training.weight_transfer import transfer_weights
 
     source = load_model(path)
-    # the net training will build: same width and (cropped) input, or a --width 32 source fails against width 64
-    trial = build_model(config.arch, (*config.model_input_size, config.channels), len(source.spec.labels),
-                        width=config.width)
+    trial = _build_base(config, len(source.spec.labels))  # the net training builds, with the source's classes
     try:
         transfer_weights(source.model, source.spec.labels, trial, source.spec.labels, path)
     except ModelLoadError as exc:
