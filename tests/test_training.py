@@ -18,7 +18,14 @@ from app.cli import main as cli
 from app.core.datasets import load_fer2013
 from app.core.labels import FER2013_LABELS
 from app.core.model_io import load_model, read_spec
-from app.core.training.data import balanced_class_weights, even_batch_size, stream_seed, train_stream
+from app.core.training.data import (
+    NumpyBatches,
+    balanced_class_weights,
+    even_batch_size,
+    process_seed,
+    sampling_probabilities,
+    train_stream,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,9 +111,12 @@ def test_resume_keeps_the_runs_settings_and_follows_the_schedule_of_the_new_leng
     events = _events(second.stdout)
     start = events[0]
     assert start["initial_epoch"] == 1
-    # the resumed process draws a new stream, not a replay of the batches the first process trained on
-    assert _events(first.stdout)[0]["stream_seed"] == 1337
-    assert start["stream_seed"] == stream_seed(1337, 1) != 1337
+    # the resumed process continues the data stream after the first process's batches (not a replay of them);
+    # its dropout draws from another seed
+    first_start = _events(first.stdout)[0]
+    assert first_start["stream_seed"] == start["stream_seed"] == 1337
+    assert first_start["stream_start_batch"] == 0 and start["stream_start_batch"] == start["steps_per_epoch"]
+    assert first_start["process_seed"] == 1337 and start["process_seed"] == process_seed(1337, 1) != 1337
     ends = [e for e in events if e["event"] == "epoch_end"]
     assert [e["epoch"] for e in ends] == [2, 3]
     steps = start["steps_per_epoch"]
@@ -192,33 +202,75 @@ def test_training_batches_are_full_and_even():
     assert np.all(np.abs(counts - 1 / 3) < 0.08)  # oversampling balances 37/3/11
 
 
-def test_a_resumed_stream_is_not_a_replay_of_the_first_one(fer_sample):
-    """One seed for every process made a resumed run retrain on the batches its predecessor began with: the
-    same images in the same order, about half of them with bit-identical augmentation (the rest differ only
-    because the parallel map draws its random numbers in thread order). A resumed start draws another order
-    and other augmentations."""
-    import keras
+def _numbered(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images filled with their own index (n <= 256), so a batch tells which samples it holds."""
+    return np.repeat(np.arange(n, dtype=np.uint8), 48 * 48).reshape(n, 48, 48, 1), (np.arange(n) % 3).astype(np.int32)
 
+
+def _tf_batches(stream, count: int) -> list[np.ndarray]:
+    return [np.concatenate([x.numpy().reshape(len(x), -1), y.numpy()], axis=1) for x, y in stream.take(count)]
+
+
+@pytest.mark.parametrize("oversample", [False, True])
+def test_a_resumed_stream_continues_the_uninterrupted_one_exactly(oversample):
+    """A run resumed after epoch k sees the batches the uninterrupted run sees from epoch k on: the same
+    images in the same order with the same augmentation and mixup (stateless draws keyed on the position),
+    not a replay of the first epochs (what one seed per process did) and not an unrelated stream."""
     from app.core.training.augment import Augmentation
 
-    split = load_fer2013(fer_sample, splits=["Training"])["Training"]
+    images, labels = _numbered(90)
     aug = Augmentation.from_strength(1.0, (44, 44))
 
-    def first_batches(initial_epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        seed = stream_seed(1337, initial_epoch)
-        keras.utils.set_random_seed(seed)
-        stream, _ = train_stream(split.images, split.labels, 7, 16, "minus1_1", seed=seed, augmentation=aug)
-        batches = list(stream.take(6))
-        return (np.concatenate([x.numpy() for x, _ in batches]).reshape(96, -1),
-                np.concatenate([y.numpy().argmax(1) for _, y in batches]))
+    def stream(start_epoch: int):
+        return train_stream(images, labels, 3, 16, "minus1_1", oversample=oversample, mixup=0.2, seed=5,
+                            augmentation=aug, start_epoch=start_epoch)
 
-    (fresh, fresh_labels), (_, again_labels) = first_batches(0), first_batches(0)
-    resumed, resumed_labels = first_batches(5)
-    assert np.array_equal(fresh_labels, again_labels)  # a fresh run's order is reproducible
-    assert not np.array_equal(fresh_labels, resumed_labels)
-    identical = np.all(np.abs(fresh - resumed) < 1e-6, axis=1)
-    assert not identical.any()
-    assert len({stream_seed(1337, e) for e in range(300)}) == 300
+    (fresh, steps), (again, _), (resumed, _) = stream(0), stream(0), stream(2)
+    assert steps == 6
+    whole = _tf_batches(fresh, 4 * steps)
+    assert all(np.array_equal(a, b) for a, b in zip(whole, _tf_batches(again, 4 * steps)))  # reproducible
+    tail = _tf_batches(resumed, 2 * steps)
+    assert all(np.array_equal(a, b) for a, b in zip(whole[2 * steps:], tail))
+    assert not np.allclose(whole[0], tail[0])
+
+
+def test_each_pass_of_the_stream_shows_every_sample_once():
+    """Without oversampling the stream is a chain of permutations: any N consecutive samples from a pass
+    boundary are all N samples, on both the tf.data and the numpy (JAX / PyTorch) path."""
+    n = 90
+    images, labels = _numbered(n)
+    stream, steps = train_stream(images, labels, 3, 16, "minus1_1", seed=5)
+    seen = np.concatenate([np.rint((x.numpy()[:, 0, 0, 0] + 1) * 127.5) for x, _ in stream.take(3 * steps)])
+    for p in range(3):
+        assert sorted(seen[p * n:(p + 1) * n].astype(int)) == list(range(n))
+    assert not np.array_equal(seen[:n], seen[n:2 * n])  # each pass its own order
+    numpy_stream = NumpyBatches(images, labels, 3, 16, "minus1_1", None, None, 0.0, 5)
+    seen = []
+    for _ in range(3):
+        seen.extend(np.rint((numpy_stream[i][0][:, 0, 0, 0] + 1) * 127.5) for i in range(len(numpy_stream)))
+        numpy_stream.on_epoch_end()
+    seen = np.concatenate(seen).astype(int)
+    for p in range(3):
+        assert sorted(seen[p * n:(p + 1) * n]) == list(range(n))
+
+
+@pytest.mark.parametrize("oversample", [False, True])
+def test_the_numpy_stream_resumes_exactly_too(oversample):
+    from app.core.training.augment import Augmentation
+
+    images, labels = _numbered(90)
+    probabilities = sampling_probabilities(labels, 3, oversample)
+    aug = Augmentation.from_strength(1.0, (44, 44))
+    fresh = NumpyBatches(images, labels, 3, 16, "minus1_1", probabilities, None, 0.2, 5, augmentation=aug)
+    resumed = NumpyBatches(images, labels, 3, 16, "minus1_1", probabilities, None, 0.2, 5, augmentation=aug,
+                           start_epoch=1)
+    first = [fresh[i] for i in range(len(fresh))]
+    fresh.on_epoch_end()
+    for i in range(len(fresh)):
+        x, y = fresh[i]
+        rx, ry = resumed[i]
+        assert np.array_equal(x, rx) and np.array_equal(y, ry)
+    assert not np.array_equal(first[0][0], resumed[0][0])
 
 
 def test_class_weights_balance_the_loss():

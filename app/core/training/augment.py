@@ -61,23 +61,27 @@ def _slack(in_size: tuple[int, int], out_size: tuple[int, int]) -> tuple[float, 
     return (in_size[0] - out_size[0]) / 2.0, (in_size[1] - out_size[1]) / 2.0
 
 
-def augment_batch_tf(images: Any, aug: Augmentation) -> Any:
-    """(N, H, W, C) float tensor -> augmented (N, h, w, C), one projective-transform op for the batch."""
+def augment_batch_tf(images: Any, aug: Augmentation, seed: Any = None) -> Any:
+    """(N, H, W, C) float tensor -> augmented (N, h, w, C), one projective-transform op for the batch.
+
+    ``seed`` (a shape-[2] integer tensor) makes the draws a function of the seed alone (TensorFlow's stateless
+    random ops), so a training stream can be regenerated from any position; None draws from the global
+    generator.
+    """
     import tensorflow as tf
 
     n = tf.shape(images)[0]
     in_size = (int(images.shape[1]), int(images.shape[2]))
     out_size = aug.output_size(in_size)
     slack_y, slack_x = _slack(in_size, out_size)
-
-    def uniform(limit: float) -> Any:
-        return tf.random.uniform([n], -limit, limit) if limit > 0 else tf.zeros([n])
-
-    angle = uniform(math.radians(aug.rotation_deg))
-    flip = tf.where(tf.random.uniform([n]) < 0.5, -1.0, 1.0) if aug.flip else tf.ones([n])
-    scale = 1.0 + uniform(aug.zoom)
-    tx = uniform(aug.shift * in_size[1] + slack_x)
-    ty = uniform(aug.shift * in_size[0] + slack_y)
+    # one uniform [0, 1) row per random quantity: angle, flip, scale, x shift, y shift
+    u = tf.random.stateless_uniform([5, n], seed) if seed is not None else tf.random.uniform([5, n])
+    signed = 2.0 * u - 1.0
+    angle = signed[0] * math.radians(aug.rotation_deg)
+    flip = tf.where(u[1] < 0.5, -1.0, 1.0) if aug.flip else tf.ones([n])
+    scale = 1.0 + signed[2] * aug.zoom
+    tx = signed[3] * (aug.shift * in_size[1] + slack_x)
+    ty = signed[4] * (aug.shift * in_size[0] + slack_y)
     rows = _inverse_rows(tf.cos(angle), tf.sin(angle), flip, scale, tx, ty, in_size, out_size)
     transforms = tf.stack([*rows, tf.zeros([n]), tf.zeros([n])], axis=1)
     return tf.raw_ops.ImageProjectiveTransformV3(

@@ -9,8 +9,13 @@ N samples, every sample is seen equally often over the run, and no batch is ever
 With the TensorFlow backend batches come from tf.data (parallel, prefetched, no Python per image); with
 JAX or PyTorch (e.g. on a GPU machine without TensorFlow) from a ``keras.utils.PyDataset`` of numpy
 batches. Augmentation is one affine warp per image in the stream (augment.py: a TensorFlow op here, OpenCV
-for the numpy batches), with the same matrix maths on every backend. A resumed run draws a new stream
-(``stream_seed``) instead of replaying the one its previous process began with.
+for the numpy batches), with the same matrix maths on every backend.
+
+The stream is a pure function of the run's seed and the position in it: pass p over the data is the
+permutation drawn from (seed, p), and batch b's augmentation and mixup are drawn from (seed, b) with
+stateless random ops. A run resumed after epoch k therefore starts at batch k x steps and sees exactly
+the batches the uninterrupted run would have seen (``start_batch``), instead of replaying the first ones
+or drawing an unrelated stream.
 """
 
 from __future__ import annotations
@@ -40,18 +45,24 @@ def even_batch_size(requested: int, replicas: int = 1) -> int:
     return size
 
 
-def stream_seed(seed: int, initial_epoch: int) -> int:
-    """The seed of the training stream (shuffle order and augmentation draws) for a process that starts at
-    ``initial_epoch``: the run's own seed for a fresh run, a different one per resume point.
-
-    With one seed for every process, a resumed run replayed exactly the shuffled, augmented batches its
-    previous process began with: a run stopped after k epochs and resumed saw its last k epochs' batches
-    again (a 150-epoch VGG run read 4 points higher training accuracy, and lower validation accuracy, for the
-    8 epochs after a resume that followed an 8-epoch process).
-    """
+def process_seed(seed: int, initial_epoch: int) -> int:
+    """The seed of a training process's global random state (dropout, random erasing) when it starts at
+    ``initial_epoch``: the run's own seed for a fresh run, a different one per resume point, so a resumed
+    process does not redraw the dropout masks its predecessor began with. The data stream does not use it:
+    it continues from its position (module docstring)."""
     if initial_epoch <= 0:
         return seed
     return (seed * 1_000_003 + initial_epoch * 7_919) % (2**31 - 1)
+
+
+def stream_positions(n: int, batch_size: int, seed: int, batch_index: int) -> np.ndarray:
+    """The sample indices of batch ``batch_index`` of the numpy stream: its slice of the endless
+    concatenation of per-pass permutations (pass p drawn from (seed, p))."""
+    start = batch_index * batch_size
+    first, offset = divmod(start, n)
+    passes = [np.random.default_rng([seed, p]).permutation(n)
+              for p in range(first, first + (offset + batch_size - 1) // n + 1)]
+    return np.concatenate(passes)[offset:offset + batch_size]
 
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -82,12 +93,16 @@ def _one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 class NumpyBatches(keras.utils.PyDataset):
-    """Full, even batches of normalised images for backends without tf.data (JAX, PyTorch)."""
+    """Full, even batches of normalised images for backends without tf.data (JAX, PyTorch).
+
+    Batch ``index`` of the epoch counted from ``start_epoch`` is global batch ``epoch x steps + index``
+    of the run's stream, drawn from the seed and that number alone (module docstring).
+    """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int,
                  normalization: str, probabilities: np.ndarray | None, sample_weights: np.ndarray | None,
                  mixup: float, seed: int, targets: np.ndarray | None = None,
-                 augmentation: Augmentation | None = None) -> None:
+                 augmentation: Augmentation | None = None, start_epoch: int = 0) -> None:
         super().__init__()
         self.augmentation = augmentation
         self.targets = targets
@@ -95,85 +110,105 @@ class NumpyBatches(keras.utils.PyDataset):
         self.num_classes, self.batch_size = num_classes, batch_size
         self.normalization, self.probabilities = normalization, probabilities
         self.sample_weights, self.mixup = sample_weights, mixup
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.steps = math.ceil(len(labels) / batch_size)
-        self._order = self._draw()
-
-    def _draw(self) -> np.ndarray:
-        n = self.steps * self.batch_size
-        return self.rng.choice(len(self.labels), size=n, replace=self.probabilities is not None or n > len(self.labels),
-                               p=self.probabilities)
+        self.epoch = start_epoch
 
     def __len__(self) -> int:
         return self.steps
 
     def on_epoch_end(self) -> None:
-        self._order = self._draw()
+        self.epoch += 1
 
-    def __getitem__(self, index: int) -> Any:
-        idx = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+    def batch(self, global_index: int) -> Any:
+        """Batch ``global_index`` of the stream, counted from the start of the run."""
+        if self.probabilities is None:
+            idx = stream_positions(len(self.labels), self.batch_size, self.seed, global_index)
+        else:
+            idx = np.random.default_rng([self.seed, global_index, 0]).choice(
+                len(self.labels), size=self.batch_size, p=self.probabilities)
+        rng = np.random.default_rng([self.seed, global_index, 1])
         x = normalise_pixels(self.images[idx], self.normalization)
         if self.augmentation is not None:
-            x = augment_batch_np(x, self.augmentation, self.rng)
+            x = augment_batch_np(x, self.augmentation, rng)
         y = self.targets[idx] if self.targets is not None else _one_hot(self.labels[idx], self.num_classes)
         if self.mixup > 0:
-            lam = self.rng.beta(self.mixup, self.mixup, size=(len(idx), 1)).astype(np.float32)
-            perm = self.rng.permutation(len(idx))
+            lam = rng.beta(self.mixup, self.mixup, size=(len(idx), 1)).astype(np.float32)
+            perm = rng.permutation(len(idx))
             x = lam[:, :, None, None] * x + (1 - lam[:, :, None, None]) * x[perm]
             y = lam * y + (1 - lam) * y[perm]
         if self.sample_weights is not None:
             return x, y, self.sample_weights[self.labels[idx]]
         return x, y
 
+    def __getitem__(self, index: int) -> Any:
+        return self.batch(self.epoch * self.steps + index)
+
 
 def train_stream(images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int, normalization: str,
                  *, class_weights: np.ndarray | None = None, oversample: bool = False, mixup: float = 0.0,
                  seed: int = 1337, targets: np.ndarray | None = None,
-                 augmentation: Augmentation | None = None) -> tuple[Any, int]:
+                 augmentation: Augmentation | None = None, start_epoch: int = 0) -> tuple[Any, int]:
     """(dataset, steps_per_epoch) of full, even, shuffled training batches: x float, y one-hot (, weight).
 
     ``augmentation`` (None: none) warps each image, and with a crop also sets the output size.
     ``targets`` (N, K) replaces the one-hot labels as y (soft targets from a teacher, say); sampling and class
-    weights still follow ``labels``.
+    weights still follow ``labels``. ``start_epoch`` k starts the stream where a run that has trained k
+    epochs stands: its batches are those the stream started at 0 yields from batch k x steps on.
     """
     probabilities = sampling_probabilities(labels, num_classes, oversample)
     steps = math.ceil(len(labels) / batch_size)
     if keras.backend.backend() != "tensorflow":
         return NumpyBatches(images, labels, num_classes, batch_size, normalization, probabilities, class_weights,
-                            mixup, seed, targets, augmentation), steps
+                            mixup, seed, targets, augmentation, start_epoch), steps
     import tensorflow as tf
 
+    n = len(labels)
+    start_batch = start_epoch * steps
+    endless = 2**62
+    key = tf.constant(seed, tf.int64)
+
     if probabilities is None:
-        indices = tf.data.Dataset.range(len(labels)).repeat().shuffle(min(len(labels), 50_000), seed=seed)
+        first_pass, offset = divmod(start_batch * batch_size, n)
+
+        def one_pass(p: Any) -> Any:
+            order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([key, p]))
+            return tf.data.Dataset.from_tensor_slices(order)
+
+        index_batches = (tf.data.Dataset.range(first_pass, endless).flat_map(one_pass).skip(offset)
+                         .batch(batch_size, drop_remainder=True))
     else:
         logits = tf.math.log(tf.constant(probabilities[None, :], tf.float32))
-        indices = tf.data.Dataset.from_tensors(0).repeat().map(
-            lambda _: tf.random.categorical(logits, 1, dtype=tf.int64)[0, 0])
+        index_batches = tf.data.Dataset.range(start_batch, endless).map(
+            lambda b: tf.random.stateless_categorical(logits, batch_size, seed=tf.stack([key, b]),
+                                                      dtype=tf.int64)[0])
     x_all = tf.constant(images)
     y_all = tf.constant(labels.astype(np.int64))
     weights = tf.constant(class_weights) if class_weights is not None else None
     soft = tf.constant(targets.astype(np.float32)) if targets is not None else None
     scale = {"minus1_1": (1 / 127.5, -1.0), "zero_1": (1 / 255.0, 0.0), "raw": (1.0, 0.0)}[normalization]
 
-    def gather(idx: Any) -> Any:
+    def gather(idx: Any, b: Any) -> Any:
+        # the draws of batch b: a function of (seed, b) only, whatever thread or process makes the batch
+        seeds = tf.random.experimental.stateless_split(tf.stack([key, b]), num=4)
         x = tf.cast(tf.gather(x_all, idx), tf.float32) * scale[0] + scale[1]
         y_int = tf.gather(y_all, idx)
         y = tf.gather(soft, idx) if soft is not None else tf.one_hot(y_int, num_classes)
         if augmentation is not None:
-            x = augment_batch_tf(x, augmentation)
+            x = augment_batch_tf(x, augmentation, seeds[0])
         if mixup > 0:
-            n = tf.shape(idx)[0]
-            g1 = tf.random.gamma([n, 1], mixup)
-            g2 = tf.random.gamma([n, 1], mixup)
+            m = tf.shape(idx)[0]
+            g1 = tf.random.stateless_gamma([m, 1], seeds[1], alpha=mixup)
+            g2 = tf.random.stateless_gamma([m, 1], seeds[2], alpha=mixup)
             lam = g1 / (g1 + g2)
-            perm = tf.random.shuffle(tf.range(n))
+            perm = tf.random.experimental.stateless_shuffle(tf.range(m), seed=seeds[3])
             x = lam[:, :, None, None] * x + (1 - lam[:, :, None, None]) * tf.gather(x, perm)
             y = lam * y + (1 - lam) * tf.gather(y, perm)
         if weights is not None:
             return x, y, tf.gather(weights, y_int)
         return x, y
 
-    dataset = (indices.batch(batch_size, drop_remainder=True)
+    dataset = (tf.data.Dataset.zip(index_batches, tf.data.Dataset.range(start_batch, endless))
                .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
                .prefetch(tf.data.AUTOTUNE))
     return dataset, steps

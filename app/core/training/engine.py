@@ -206,7 +206,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
 
     from app.core.training.architectures import check_l2, check_width
     from app.core.training.callbacks import CheckpointCallback, CosineSchedule, ProgressCallback
-    from app.core.training.data import balanced_class_weights, eval_arrays, even_batch_size, stream_seed, train_stream
+    from app.core.training.data import balanced_class_weights, eval_arrays, even_batch_size, process_seed, train_stream
     from app.core.training.fast_layers import float32_copy, resolve_precision, use_fused_batch_norm
 
     sink = sink or EventSink()
@@ -253,13 +253,15 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     resumed = resume_run(Path(config.resume)) if config.resume else None
     if resumed is not None:
         initial_epoch = resumed[2]
-    # A resumed process draws a new stream (order and augmentation), not a replay of its predecessor's.
-    seed = stream_seed(config.seed, initial_epoch)
+    # The data stream continues from where the stopped process left it (same seed, batch initial_epoch x
+    # steps on); the model's own randomness (dropout) gets a new seed per resume point.
+    seed = process_seed(config.seed, initial_epoch)
     if seed != config.seed:
         keras.utils.set_random_seed(seed)
     stream, steps = train_stream(train_split.images, train_split.labels, num_classes, batch, config.normalization,
                                  class_weights=weights, oversample=config.oversample, mixup=config.mixup,
-                                 seed=seed, targets=targets, augmentation=config.augmentation())
+                                 seed=config.seed, targets=targets, augmentation=config.augmentation(),
+                                 start_epoch=initial_epoch)
     crop = (config.crop, config.crop) if config.crop else None
     x_val, y_val = eval_arrays(val_split.images, val_split.labels, num_classes, config.normalization, crop)
 
@@ -319,7 +321,8 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
               train_samples=len(train_split), val_samples=len(val_split), labels=list(data.labels), arch=config.arch,
               out=str(out), replicas=replicas, init_from=transfer.describe() if transfer else None,
               precision=precision, precision_reason=why, fused_batch_norm=fused,
-              input_shape=[*config.model_input_size, config.channels], stream_seed=seed)
+              input_shape=[*config.model_input_size, config.channels], stream_seed=config.seed,
+              stream_start_batch=initial_epoch * steps, process_seed=seed)
     handlers = _install_signal_handlers(stop)
     started = time.monotonic()
     try:
