@@ -61,12 +61,11 @@ def _slack(in_size: tuple[int, int], out_size: tuple[int, int]) -> tuple[float, 
     return (in_size[0] - out_size[0]) / 2.0, (in_size[1] - out_size[1]) / 2.0
 
 
-def augment_batch_tf(images: Any, aug: Augmentation, seed: Any = None) -> Any:
+def augment_batch_tf(images: Any, aug: Augmentation, seed: Any) -> Any:
     """(N, H, W, C) float tensor -> augmented (N, h, w, C), one projective-transform op for the batch.
 
-    ``seed`` (a shape-[2] integer tensor) makes the draws a function of the seed alone (TensorFlow's stateless
-    random ops), so a training stream can be regenerated from any position; None draws from the global
-    generator.
+    The draws are a function of ``seed`` (a shape-[2] integer tensor) alone: TensorFlow's stateless random ops,
+    so a training stream can be regenerated from any position.
     """
     import tensorflow as tf
 
@@ -75,7 +74,7 @@ def augment_batch_tf(images: Any, aug: Augmentation, seed: Any = None) -> Any:
     out_size = aug.output_size(in_size)
     slack_y, slack_x = _slack(in_size, out_size)
     # one uniform [0, 1) row per random quantity: angle, flip, scale, x shift, y shift
-    u = tf.random.stateless_uniform([5, n], seed) if seed is not None else tf.random.uniform([5, n])
+    u = tf.random.stateless_uniform([5, n], seed)
     signed = 2.0 * u - 1.0
     angle = signed[0] * math.radians(aug.rotation_deg)
     flip = tf.where(u[1] < 0.5, -1.0, 1.0) if aug.flip else tf.ones([n])

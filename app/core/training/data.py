@@ -14,12 +14,13 @@ for the numpy batches), with the same matrix maths on every backend.
 The stream is a pure function of the run's seed and the position in it: pass p over the data is the
 permutation drawn from (seed, p), and batch b's augmentation and mixup are drawn from (seed, b) with
 stateless random ops. A run resumed after epoch k therefore starts at batch k x steps and sees exactly
-the batches the uninterrupted run would have seen (``start_batch``), instead of replaying the first ones
+the batches the uninterrupted run would have seen (``start_epoch``), instead of replaying the first ones
 or drawing an unrelated stream.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from typing import Any
@@ -55,13 +56,19 @@ def process_seed(seed: int, initial_epoch: int) -> int:
     return (seed * 1_000_003 + initial_epoch * 7_919) % (2**31 - 1)
 
 
+@functools.lru_cache(maxsize=4)
+def _pass_order(n: int, seed: int, p: int) -> np.ndarray:
+    """Pass p's permutation of the n samples (cached: an epoch's batches read the same one or two passes)."""
+    order = np.random.default_rng([seed, p]).permutation(n)
+    order.flags.writeable = False
+    return order
+
+
 def stream_positions(n: int, batch_size: int, seed: int, batch_index: int) -> np.ndarray:
     """The sample indices of batch ``batch_index`` of the numpy stream: its slice of the endless
     concatenation of per-pass permutations (pass p drawn from (seed, p))."""
-    start = batch_index * batch_size
-    first, offset = divmod(start, n)
-    passes = [np.random.default_rng([seed, p]).permutation(n)
-              for p in range(first, first + (offset + batch_size - 1) // n + 1)]
+    first, offset = divmod(batch_index * batch_size, n)
+    passes = [_pass_order(n, seed, p) for p in range(first, first + (offset + batch_size - 1) // n + 1)]
     return np.concatenate(passes)[offset:offset + batch_size]
 
 
