@@ -146,6 +146,19 @@ def test_sigint_stops_after_batch_and_keeps_best_checkpoint(tmp_path, fer_sample
     assert done["event"] == "done" and done["interrupted"] is True
     assert len([e for e in events if e["event"] == "epoch_end"]) < 50
     assert load_model(done["best_model"]).spec.labels == FER2013_LABELS
+    # The stop came in epoch 2's first batch: that partial epoch is dropped, not validated or saved as whole.
+    assert done["dropped_epoch"] == 2
+    assert [e["epoch"] for e in events if e["event"] == "epoch_end"] == [1]
+    assert read_spec(out / "last.keras").info["epoch"] == 1
+    with (out / "log.csv").open(newline="") as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["0"]
+    # so a resumed run repeats epoch 2 from its first batch
+    resumed = subprocess.run([sys.executable, "-m", "app.cli", "train", "--resume", str(out), "--epochs", "2",
+                              "--events", "jsonl"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    start = _events(resumed.stdout)[0]
+    assert start["initial_epoch"] == 1 and start["stream_start_batch"] == start["steps_per_epoch"]
+    assert [e["epoch"] for e in _events(resumed.stdout) if e["event"] == "epoch_end"] == [2]
 
 
 def test_folder_dataset_training(tmp_path, fer_sample):

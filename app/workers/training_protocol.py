@@ -194,7 +194,9 @@ class TrainingOutcome:
             head = "Training stopped; the best checkpoint was kept" if self.done.get("interrupted") \
                 else "Training finished"
             where = f": {best}" + (f" (epoch {epoch})" if epoch else "") if best else " (no checkpoint saved)"
-            return head + where + "."
+            dropped = self.done.get("dropped_epoch")
+            tail = f" Epoch {dropped} was not finished and is not saved; Resume repeats it." if dropped else ""
+            return head + where + "." + tail
         if self.error:
             head = f"Training failed: {self.error}"
         elif self.crashed:

@@ -152,6 +152,11 @@ def test_outcome_messages_name_the_signal_and_the_checkpoint():
                               done={"best_model": "/r/best.h5", "best_epoch": 2, "interrupted": True},
                               error=None, last_checkpoint="/r/best.h5")
     assert stopped.ok and "stopped" in stopped.describe() and "/r/best.h5" in stopped.describe()
+    assert "not finished" not in stopped.describe()
+    mid_epoch = TrainingOutcome(exit_code=0, crashed=False, stopped=True, killed_after_timeout=False,
+                                done={"best_model": "/r/best.h5", "best_epoch": 2, "interrupted": True,
+                                      "dropped_epoch": 3}, error=None, last_checkpoint=None)
+    assert mid_epoch.ok and "Epoch 3 was not finished and is not saved; Resume repeats it." in mid_epoch.describe()
 
 
 # -- real child processes ---------------------------------------------------------------------------------------

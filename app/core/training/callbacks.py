@@ -16,8 +16,26 @@ from app.core.training.events import EventSink
 logger = logging.getLogger(__name__)
 
 
+class StoppedMidEpoch(Exception):
+    """A stop was requested before the last batch of an epoch: that partial epoch is dropped, not saved.
+
+    Checkpointing it as if it were whole would make ``--resume`` skip the rest of its batches and put the
+    run's epoch count and schedule ahead of the training actually done; dropping it keeps every file at the
+    last whole epoch, and a resumed run repeats the dropped one from its first batch.
+    """
+
+    def __init__(self, epoch: int, batches: int, steps: int) -> None:
+        super().__init__(f"stopped during epoch {epoch} after {batches} of {steps} batches")
+        self.epoch, self.batches, self.steps = epoch, batches, steps
+
+
 class ProgressCallback(keras.callbacks.Callback):
-    """Emits batch (throttled) and epoch_end events; stops after the current batch when asked."""
+    """Emits batch (throttled) and epoch_end events; stops after the current batch when asked.
+
+    A stop before the epoch's last batch raises :class:`StoppedMidEpoch` (the partial epoch is neither
+    validated nor saved); a stop at the last batch or during validation ends the run after this epoch's
+    checkpoint.
+    """
 
     def __init__(self, sink: EventSink, epochs: int, steps: int, should_stop: Callable[[], bool],
                  batch_interval_s: float = 0.5) -> None:
@@ -43,9 +61,14 @@ class ProgressCallback(keras.callbacks.Callback):
                            loss=logs.get("loss"), accuracy=logs.get("accuracy"))
         if self.should_stop():
             self.stopped_by_request = True
+            if batch + 1 < self.steps:
+                raise StoppedMidEpoch(self._epoch, batch + 1, self.steps)
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.should_stop():  # asked during validation: this epoch is whole and is saved; no further one
+            self.stopped_by_request = True
+            self.model.stop_training = True
         metrics = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
         try:
             metrics["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))

@@ -205,7 +205,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     import keras
 
     from app.core.training.architectures import check_l2, check_width
-    from app.core.training.callbacks import CheckpointCallback, CosineSchedule, ProgressCallback
+    from app.core.training.callbacks import CheckpointCallback, CosineSchedule, ProgressCallback, StoppedMidEpoch
     from app.core.training.data import balanced_class_weights, eval_arrays, even_batch_size, process_seed, train_stream
     from app.core.training.fast_layers import float32_copy, resolve_precision, use_fused_batch_norm
 
@@ -325,11 +325,18 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
               stream_start_batch=initial_epoch * steps, process_seed=seed)
     handlers = _install_signal_handlers(stop)
     started = time.monotonic()
+    dropped: StoppedMidEpoch | None = None
     try:
         if initial_epoch < config.epochs and not stop():
-            model.fit(stream, steps_per_epoch=steps, epochs=config.epochs, initial_epoch=initial_epoch,
-                      validation_data=(x_val, y_val), validation_batch_size=256, callbacks=callbacks, verbose=0,
-                      shuffle=False)  # the stream is shuffled already
+            try:
+                model.fit(stream, steps_per_epoch=steps, epochs=config.epochs, initial_epoch=initial_epoch,
+                          validation_data=(x_val, y_val), validation_batch_size=256, callbacks=callbacks,
+                          verbose=0, shuffle=False)  # the stream is shuffled already
+            except StoppedMidEpoch as stopped:
+                dropped = stopped
+                for callback in callbacks:  # what fit would have done at its end (closes the CSV log)
+                    callback.on_train_end()
+                logger.warning("%s: that epoch is not saved; --resume repeats it from its first batch", stopped)
     finally:
         _restore_signal_handlers(handlers)
     best_path = out / BEST_NAME if (out / BEST_NAME).exists() else None
@@ -340,7 +347,8 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     result = TrainResult(best_path, checkpoints.best_epoch, None if math.isinf(checkpoints.best) else checkpoints.best,
                          interrupted=progress.stopped_by_request, report=report)
     sink.emit("done", best_model=best_path, best_epoch=result.best_epoch, best_value=result.best_value,
-              interrupted=result.interrupted, seconds=time.monotonic() - started)
+              interrupted=result.interrupted, seconds=time.monotonic() - started,
+              dropped_epoch=dropped.epoch if dropped else None)
     return result
 
 

@@ -80,6 +80,8 @@ class ConsoleSink(EventSink):
             line = f"validation report: accuracy {f['accuracy']:.4f}, macro-F1 {f['macro_f1']:.4f} -> {f['path']}"
         elif event == "done":
             line = ("stopped early on request; " if f.get("interrupted") else "") + \
+                   (f"epoch {f['dropped_epoch']} was not finished and is not saved (--resume repeats it); "
+                    if f.get("dropped_epoch") else "") + \
                    f"best model (epoch {f.get('best_epoch')}): {f.get('best_model')}"
         elif event == "error":
             line = f"error: {f['message']}"
