@@ -336,7 +336,6 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
                 dropped = stopped
                 for callback in callbacks:  # what fit would have done at its end (closes the CSV log)
                     callback.on_train_end()
-                logger.warning("%s: that epoch is not saved; --resume repeats it from its first batch", stopped)
     finally:
         _restore_signal_handlers(handlers)
     best_path = out / BEST_NAME if (out / BEST_NAME).exists() else None
