@@ -55,6 +55,6 @@ def test_photo_ensemble_is_a_stock_keras_file_with_its_own_tta_and_temperature(f
     assert loaded.spec.tta == "flip" and loaded.spec.temperature != 1.0  # its card: flip, T 0.992
     assert loaded.spec.normalization == "raw" and loaded.spec.labels == FER2013_LABELS
     members = [m["file"] for m in loaded.spec.info["members"]]
-    assert len(members) == 5 and "fer_mini_xception_wide.h5" in members and members[-1] == "vgg64_crop44_e90.h5"
+    assert len(members) == 5 and "fer_mini_xception_wide.h5" in members and members[-1] == "vgg64_crop44_e135.h5"
     x, y, _ = load_split(fer_sample, "PrivateTest", loaded.spec.input_size, loaded.spec.channels)
     assert evaluate_model(loaded, x, y, tta=loaded.spec.tta).accuracy >= 0.45  # chance is 14%; its card: 70.3%
