@@ -66,6 +66,54 @@ def test_ensemble_is_one_stock_file_equal_to_the_mean_of_its_members(tmp_path, c
     np.testing.assert_allclose(got, expected, atol=2e-3)
 
 
+def _crop_net(path: Path, seed: int, crop: int, channels: int, normalization: str) -> Path:
+    """An untrained crop net whose output moves with its input (an untrained head says about 1/7 for all)."""
+    keras.utils.set_random_seed(seed)
+    model = build_model("vgg", (crop, crop, channels), 7, width=16)
+    head = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
+    head.set_weights([w * 50 for w in head.get_weights()])
+    save_model(model, path,
+               ModelSpec(labels=LABELS, input_size=(crop, crop), channels=channels, normalization=normalization,
+                         arch="vgg", crop_from=(48, 48)))
+    return path
+
+
+@pytest.mark.parametrize("tta", ["none", "flip", "crops"])
+def test_ensemble_of_crop_nets_is_a_crop_model_whose_tta_is_each_members_own(tmp_path, crop_model, public_rows,
+                                                                           tta):
+    """Members trained on 44 of 48: the ensemble reads the 44x48 window itself, so its ten crops are the
+    windows each member cuts alone (not windows of a face enlarged to 52 and centre-cropped again)."""
+    grey = _crop_net(tmp_path / "grey.h5", 1, 44, 1, "minus1_1")
+    members = [load_model(crop_model), load_model(grey)]
+    model, spec = build_ensemble(members)
+    assert spec.input_size == (44, 44) and spec.crop_from == (48, 48)
+    out = tmp_path / "crops.h5"
+    save_model(model, out, spec)
+    assert keras.models.load_model(out, safe_mode=True).input_shape == (None, 44, 44, 3)
+    loaded = load_model(out)
+    assert loaded.spec.crop_from == (48, 48)
+    assert not [layer.name for layer in loaded.model.layers if layer.name.endswith(("_crop", "_resize"))]
+    x, _ = public_rows
+    x = x[:10]
+    expected = np.zeros((len(x), 7), np.float32)
+    for member in members:
+        probs = predict_array(member, x, tta=tta, calibrated=False)  # each member with its own views
+        expected += probs[:, [member.spec.labels.index(label) for label in loaded.spec.labels]] / len(members)
+    got = predict_array(loaded, x, tta=tta, calibrated=False)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert np.abs(got - predict_array(loaded, x, tta="flip" if tta == "crops" else "crops")).max() > 1e-3
+
+
+def test_ensemble_window_is_what_its_most_demanding_member_needs(tmp_path, crop_model):
+    small = load_model(_crop_net(tmp_path / "forty.h5", 2, 40, 1, "zero_1"))  # 40 of 48
+    model, spec = build_ensemble([small, load_model(crop_model)])
+    assert spec.input_size == (44, 44) and spec.crop_from == (48, 48)
+    assert model.get_layer("m0_crop").output.shape[1:3] == (40, 40)  # the centre 40 of the 44 window
+    whole, spec = build_ensemble([small, load_model(DEFAULT)])  # a member that reads the whole face
+    assert spec.input_size == (48, 48) and spec.crop_from is None
+    assert whole.get_layer("m0_crop").output.shape[1:3] == (40, 40)
+
+
 def test_ensemble_refuses_members_with_other_classes(tmp_path):
     other = tmp_path / "two.h5"
     save_model(build_model("mini_xception", (48, 48, 1), 2), other,
