@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,12 @@ def test_training_starts_from_the_bundled_model(tmp_path, fer_sample):
     agreement = float(np.mean(original.argmax(1) == tuned.argmax(1)))
     assert agreement >= 0.9, agreement
     assert float(np.abs(original - tuned).mean()) < 0.05
+
+    # A run started from a model resumes from its own checkpoint (it once refused: "cannot be combined").
+    assert cli(["train", "--resume", str(out), "--epochs", "2"]) == 0
+    assert len((out / "log.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    config = json.loads((out / "config.json").read_text())
+    assert config["init_from"] is None and Path(config["extra"]["started_from"]).resolve() == bundled.resolve()
 
 
 def test_wrong_arch_and_resume_conflict_are_reported_before_training(tmp_path, capsys, fer_sample):

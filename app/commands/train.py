@@ -109,6 +109,10 @@ def build_config(args: argparse.Namespace) -> TrainConfig:  # noqa: F821 - impor
         logger.warning("resuming with changed settings: %s", ", ".join(f"{k}={v}" for k, v in changed.items()))
     merged = {**saved, **given, "resume": resume}
     merged["extra"] = {**(saved.get("extra") or {}), "resumed_with": extra["command"]}
+    if saved.get("init_from") and "init_from" not in given:
+        # The run started from that model's weights; its checkpoint holds them now.
+        merged["init_from"] = None
+        merged["extra"]["started_from"] = saved["init_from"]
     return TrainConfig.from_dict(merged)
 
 
