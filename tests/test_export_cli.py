@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from app.cli import main
-from app.core.model_io import load_model, read_spec
+from app.core.model_io import ModelSpec, load_model, read_spec, save_model
+from app.core.training.architectures import build_model
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +88,13 @@ def test_export_refuses_lambda_model_unless_trusted(tmp_path, capsys):
     assert main(["export", str(src), str(tmp_path / "out.keras")]) == 1
     assert "embeds Python code" in capsys.readouterr().err
     assert not (tmp_path / "out.keras").exists()
+
+
+def test_export_of_a_crop_model_says_its_window(tmp_path, capsys):
+    src = tmp_path / "crop.h5"
+    save_model(build_model("vgg", (44, 44, 1), 7, width=16), src,
+               ModelSpec(labels=("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"),
+                         input_size=(44, 44), channels=1, normalization="minus1_1", arch="vgg", crop_from=(48, 48)))
+    assert main(["export", str(src), str(tmp_path / "out.h5")]) == 0
+    assert "44x44x1 (a window of a 48x48 face)" in capsys.readouterr().out
+    assert read_spec(tmp_path / "out.h5").crop_from == (48, 48)

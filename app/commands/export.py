@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"wrote {out}")
     print(f"  labels:        {', '.join(spec.labels)}")
-    print(f"  input:         {spec.input_size[0]}x{spec.input_size[1]}x{spec.channels}")
+    window = f" (a window of a {spec.crop_from[0]}x{spec.crop_from[1]} face)" if spec.crop_from else ""
+    print(f"  input:         {spec.input_size[0]}x{spec.input_size[1]}x{spec.channels}{window}")
     print(f"  normalization: {spec.normalization}")
     print(f"  arch:          {spec.arch or '-'}")
     print(f"  metadata from: {loaded.spec_source}")
