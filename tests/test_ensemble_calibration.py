@@ -125,8 +125,13 @@ def test_ensemble_refuses_members_with_other_classes(tmp_path):
 def test_ensemble_command_never_overwrites_and_calibrates(tmp_path, capsys):
     out = tmp_path / "photo.h5"
     assert cli(["ensemble", str(DEFAULT), str(WIDE), "--out", str(out), "--calibrate-on", str(SAMPLE)]) == 0
-    spec = load_model(out).spec
+    loaded = load_model(out)
+    spec = loaded.spec
     assert spec.temperature != 1.0 and spec.info["calibration"]["split"] == "PublicTest"
+    # it also says how the ensemble scores there, with its own TTA (the temperature leaves the argmax alone)
+    x, y, _ = load_split(SAMPLE, "PublicTest", (48, 48), 1)
+    correct = int(np.sum(np.argmax(predict_array(loaded, x, tta="flip"), axis=1) == y))
+    assert f"accuracy there with TTA flip: {correct / len(y):.2%} ({correct} of {len(y)})" in capsys.readouterr().out
     before = out.read_bytes()
     assert cli(["ensemble", str(DEFAULT), str(WIDE), "--out", str(out)]) == 1
     assert "already exists" in capsys.readouterr().err

@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
                                                       f"{m.spec.input_size[0]}x{m.spec.input_size[1]})"
                                                       for p, m in zip(args.models, members)))
     if args.calibrate_on:
+        import numpy as np
+
         from app.commands.evaluate import check_data_path, load_scored_split
         from app.core.calibration import calibrate
         from app.core.evaluation import predict_array
@@ -51,13 +53,16 @@ def run(args: argparse.Namespace) -> int:
         check_data_path(data)
         loaded = LoadedModel(model=model, spec=spec, path=None)
         x, y, _, split = load_scored_split(loaded, data, args.split or (None if data.is_dir() else "PublicTest"))
-        report = calibrate(predict_array(loaded, x, tta=args.tta, calibrated=False), y)
+        probabilities = predict_array(loaded, x, tta=args.tta, calibrated=False)
+        report = calibrate(probabilities, y)
+        correct = int(np.sum(np.argmax(probabilities, axis=1) == np.asarray(y)))
         spec = replace(spec, temperature=report.temperature,
                        info={**spec.info, "calibration": {"data": data.name, "split": split, "samples": report.samples,
                                                           "ece_before": report.ece_before,
                                                           "ece_after": report.ece_after}})
         print(f"calibrated on {data.name} [{split}]: temperature {report.temperature:.3f}, "
-              f"ECE {report.ece_before:.4f} -> {report.ece_after:.4f}")
+              f"ECE {report.ece_before:.4f} -> {report.ece_after:.4f}; accuracy there with TTA {args.tta}: "
+              f"{correct / len(y):.2%} ({correct} of {len(y)})")
     save_model(model, out, spec)
     print(f"wrote {out}")
     return 0
