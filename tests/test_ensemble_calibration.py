@@ -131,7 +131,8 @@ def test_ensemble_command_never_overwrites_and_calibrates(tmp_path, capsys):
     # it also says how the ensemble scores there, with its own TTA (the temperature leaves the argmax alone)
     x, y, _ = load_split(SAMPLE, "PublicTest", (48, 48), 1)
     correct = int(np.sum(np.argmax(predict_array(loaded, x, tta="flip"), axis=1) == y))
-    assert f"accuracy there with TTA flip: {correct / len(y):.2%} ({correct} of {len(y)})" in capsys.readouterr().out
+    assert f"there with TTA flip: accuracy {correct / len(y):.2%} ({correct} of {len(y)}), macro-F1" \
+        in capsys.readouterr().out
     before = out.read_bytes()
     assert cli(["ensemble", str(DEFAULT), str(WIDE), "--out", str(out)]) == 1
     assert "already exists" in capsys.readouterr().err

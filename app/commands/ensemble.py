@@ -42,11 +42,9 @@ def run(args: argparse.Namespace) -> int:
                                                       f"{m.spec.input_size[0]}x{m.spec.input_size[1]})"
                                                       for p, m in zip(args.models, members)))
     if args.calibrate_on:
-        import numpy as np
-
         from app.commands.evaluate import check_data_path, load_scored_split
         from app.core.calibration import calibrate
-        from app.core.evaluation import predict_array
+        from app.core.evaluation import evaluate_predictions, predict_array
         from app.core.model_io import LoadedModel
 
         data = Path(args.calibrate_on)
@@ -55,14 +53,14 @@ def run(args: argparse.Namespace) -> int:
         x, y, _, split = load_scored_split(loaded, data, args.split or (None if data.is_dir() else "PublicTest"))
         probabilities = predict_array(loaded, x, tta=args.tta, calibrated=False)
         report = calibrate(probabilities, y)
-        correct = int(np.sum(np.argmax(probabilities, axis=1) == np.asarray(y)))
+        scored = evaluate_predictions(y, probabilities, spec.labels)
         spec = replace(spec, temperature=report.temperature,
                        info={**spec.info, "calibration": {"data": data.name, "split": split, "samples": report.samples,
                                                           "ece_before": report.ece_before,
                                                           "ece_after": report.ece_after}})
         print(f"calibrated on {data.name} [{split}]: temperature {report.temperature:.3f}, "
-              f"ECE {report.ece_before:.4f} -> {report.ece_after:.4f}; accuracy there with TTA {args.tta}: "
-              f"{correct / len(y):.2%} ({correct} of {len(y)})")
+              f"ECE {report.ece_before:.4f} -> {report.ece_after:.4f}; there with TTA {args.tta}: accuracy "
+              f"{scored.accuracy:.2%} ({round(scored.accuracy * len(y))} of {len(y)}), macro-F1 {scored.macro_f1:.3f}")
     save_model(model, out, spec)
     print(f"wrote {out}")
     return 0
