@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
                                                           "ece_after": report.ece_after}})
         print(f"calibrated on {data.name} [{split}]: temperature {report.temperature:.3f}, "
               f"ECE {report.ece_before:.4f} -> {report.ece_after:.4f}; there with TTA {args.tta}: accuracy "
-              f"{scored.accuracy:.2%} ({round(scored.accuracy * len(y))} of {len(y)}), macro-F1 {scored.macro_f1:.3f}")
+              f"{scored.accuracy:.2%} ({scored.num_correct} of {scored.num_samples}), macro-F1 {scored.macro_f1:.3f}")
     save_model(model, out, spec)
     print(f"wrote {out}")
     return 0
