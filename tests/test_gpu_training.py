@@ -18,7 +18,8 @@ from app.core.datasets import load_fer2013
 from app.core.labels import FER2013_LABELS
 from app.core.model_io import load_model
 from app.core.training.augment import _inverse_rows
-from app.core.training.gpu_training import PACK_INFO, clock_cosine, load_pack, pack_fer2013
+from app.core.training.callbacks import cosine_decay
+from app.core.training.gpu_training import PACK_INFO, load_pack, pack_fer2013
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,12 +70,12 @@ def test_jax_warp_equals_tensorflows_projective_transform(fer_sample):
     assert np.abs(ours - images[:, 2:46, 2:46]).mean() > 0.05
 
 
-def test_clock_cosine_runs_from_the_peak_to_the_floor():
-    assert clock_cosine(0.0, 0.02) == pytest.approx(0.02)
-    assert clock_cosine(0.5, 0.02) == pytest.approx(0.02 * (0.99 * 0.5 + 0.01))
-    assert clock_cosine(1.0, 0.02) == pytest.approx(0.0002)
-    assert clock_cosine(1.7, 0.02) == pytest.approx(0.0002)  # held at the floor past the deadline
-    assert clock_cosine(-0.1, 0.02) == pytest.approx(0.02)
+def test_cosine_decay_runs_from_the_peak_to_the_floor():
+    assert cosine_decay(0.0, 0.02) == pytest.approx(0.02)
+    assert cosine_decay(0.5, 0.02) == pytest.approx(0.02 * (0.99 * 0.5 + 0.01))
+    assert cosine_decay(1.0, 0.02) == pytest.approx(0.0002)
+    assert cosine_decay(1.7, 0.02) == pytest.approx(0.0002)  # held at the floor past the deadline
+    assert cosine_decay(-0.1, 0.02) == pytest.approx(0.02)
 
 
 def _run(args: list[str], env_backend: str) -> subprocess.CompletedProcess:

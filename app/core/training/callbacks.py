@@ -110,7 +110,12 @@ def cosine_learning_rate(step: int, peak: float, epochs: int, steps: int, alpha:
     warmup = min(total // 10, 3 * steps)
     if step < warmup:
         return peak * step / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return cosine_decay((step - warmup) / max(1, total - warmup), peak, alpha)
+
+
+def cosine_decay(progress: float, peak: float, alpha: float = 0.01) -> float:
+    """Cosine decay from ``peak`` to ``alpha * peak`` over ``progress`` 0..1 (held at the ends outside it)."""
+    progress = min(1.0, max(0.0, progress))
     return peak * ((1.0 - alpha) * 0.5 * (1.0 + math.cos(math.pi * progress)) + alpha)
 
 

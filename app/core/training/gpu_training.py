@@ -138,12 +138,6 @@ def warp_batch_jax(images: Any, u: Any, crop: int, strength: float = 1.0) -> Any
     return top * (1 - wy) + bottom * wy
 
 
-def clock_cosine(progress: float, peak: float, alpha: float = 0.01) -> float:
-    """Cosine decay from ``peak`` to ``alpha * peak`` over ``progress`` 0..1 (held at the floor after 1)."""
-    progress = min(1.0, max(0.0, progress))
-    return peak * ((1.0 - alpha) * 0.5 * (1.0 + math.cos(math.pi * progress)) + alpha)
-
-
 def ten_crops_jax(images: Any, crop: int) -> list[Any]:
     """The four corner windows and the centre one of (N, S, S) images, each with its mirror image."""
     size = images.shape[1]
@@ -169,7 +163,7 @@ def train(pack: str, out: str, width: int = 64, crop: int = 44, epochs: int = 30
     from app.core.labels import default_labels
     from app.core.model_io import ModelSpec, save_model
     from app.core.training.architectures import build_model
-    from app.core.training.callbacks import cosine_learning_rate
+    from app.core.training.callbacks import cosine_decay, cosine_learning_rate
 
     start = time.time()
     if batch_size < 2 or batch_size % 2:
@@ -254,7 +248,7 @@ def train(pack: str, out: str, width: int = 64, crop: int = 44, epochs: int = 30
                 break
             warm_end = elapsed if warm_end is None else warm_end
             span = max(train_end - warm_end, 1e-3)
-            rates_list = [clock_cosine((elapsed + pace * s / steps - warm_end) / span, lr) for s in range(steps)]
+            rates_list = [cosine_decay((elapsed + pace * s / steps - warm_end) / span, lr) for s in range(steps)]
         else:
             rates_list = [cosine_learning_rate(epoch * steps + s, lr, epochs, steps) for s in range(steps)]
         rates = jnp.asarray(rates_list, jnp.float32)
