@@ -155,3 +155,26 @@ def test_cosine_schedule_warms_up_decays_and_depends_only_on_the_position() -> N
     assert rates[-1] == pytest.approx(peak * 0.01, rel=0.05)
     # an extended run (--resume --epochs 20) is back above the old floor at the old end
     assert cosine_learning_rate(999, peak, 20, steps) > 10 * rates[-1]
+
+
+def test_weight_decay_from_the_command_line_is_decoupled_and_scaled_by_the_learning_rate() -> None:
+    """``--weight-decay`` reaches SGD as the help text says: each step shrinks a weight by lr x decay, outside
+    the momentum (so 0.005 here is about 5e-4 in PyTorch-style recipes, whose decay the momentum multiplies)."""
+    import argparse
+
+    from app.commands.train import add_parser, build_config
+    from app.core.training.engine import _optimizer
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser)
+    config = build_config(parser.parse_args(["data.csv", "--out", "run", "--optimizer", "sgd", "--lr", "0.1",
+                                             "--weight-decay", "0.005"]))
+    assert config.weight_decay == 0.005
+    optimizer = _optimizer(config)
+    assert isinstance(optimizer, keras.optimizers.SGD) and optimizer.nesterov and optimizer.momentum == 0.9
+    weight = keras.Variable(np.full((3,), 2.0, np.float32))
+    zero = np.zeros((3,), np.float32)  # no gradient: only the decay moves the weight
+    for step in (1, 2):
+        optimizer.apply_gradients([(zero, weight)])
+        # The same factor again on step 2: none of step 1's decay was carried in the momentum.
+        np.testing.assert_allclose(np.asarray(weight), 2.0 * (1 - 0.1 * 0.005) ** step, rtol=1e-6)
