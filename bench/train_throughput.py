@@ -1,8 +1,8 @@
 """Training throughput (images/s): ``fer-studio train``'s pipeline vs the reference posts' stock Keras.
 
-For each architecture (default: the live default's mini_XCEPTION at 48x48, and the photo model's VGG-style
-net, width 32, trained on random 44x44 crops), on the same real FER2013 Training rows, batch size and
-number of steps:
+For each architecture (default: the live default's mini_XCEPTION at 48x48; the VGG-style net of width 32 on
+random 44x44 crops, the 30-minute recipe's; and the same net at width 64, the bundled photo ensemble's
+members), on the same real FER2013 Training rows, batch size and number of steps:
 
 - reference: the stock Keras model (float32, Keras 3's unfused BatchNormalization) fed by
   ``tf_keras.preprocessing.image.ImageDataGenerator(...).flow(x, y, batch_size)`` with the same
@@ -23,7 +23,7 @@ oneDNN caveat: with TF 2.20/2.21 and oneDNN on, a training step on an odd-sized 
 here uses an even batch size and whole batches only (``--rows`` is rounded down to a multiple of it).
 
 Usage: python bench/train_throughput.py [--data ../shared/data/fer2013.csv.gz] [--rows 4096]
-       [--archs mini_xception vgg:32:44] [--batch-size 64] [--steps 32] [--epochs 3] [--repeats 2]
+       [--archs mini_xception vgg:32:44 vgg:64:44] [--batch-size 64] [--steps 32] [--epochs 3] [--repeats 2]
 An arch is NAME[:WIDTH[:CROP]]. Each side trains ``--epochs`` epochs of ``--steps`` steps; the first
 epoch (tracing, warm-up) is not timed. Sides are interleaved over ``--repeats`` rounds and the median
 kept. Numbers depend on the machine and its load: compare the ratio, not the rates.
@@ -286,8 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--rows", type=int, default=4096)
-    parser.add_argument("--archs", nargs="+", default=["mini_xception", "vgg:32:44"],
-                        help="NAME[:WIDTH[:CROP]] each (default: the live default's and the photo model's)")
+    parser.add_argument("--archs", nargs="+", default=["mini_xception", "vgg:32:44", "vgg:64:44"],
+                        help="NAME[:WIDTH[:CROP]] each (default: the live default's, the 30-minute recipe's "
+                             "and the photo model members')")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=32, help="training steps per epoch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per side; the first is not timed")
