@@ -24,6 +24,7 @@ from PyQt5.QtWidgets import QDialog, QFileDialog, QMessageBox, QWidget
 
 from app.core.model_io import bundled_models_dir
 from app.core.package_data import bundled_file
+from app.core.training.arch_defaults import DEFAULT_WIDTH, takes_width
 from app.gui.errors import show_error
 from app.gui.training_charts import ClassCountsChart, TrainingCurves, imbalance_warning, place_in
 from app.gui.training_form import (
@@ -92,11 +93,13 @@ class TrainingDialog(QDialog):
         self._epoch_seconds: list[float] = []
         self._connect()
         restore_form(self.ui, self, self._settings)
+        self._on_archCombo_currentTextChanged(self.ui.archCombo.currentText())
         self._update_buttons()
 
     def _connect(self) -> None:
         ui = self.ui
         ui.dataEdit.textChanged.connect(self._on_dataEdit_textChanged)
+        ui.archCombo.currentTextChanged.connect(self._on_archCombo_currentTextChanged)
         ui.dataFileButton.clicked.connect(self._on_dataFileButton_clicked)
         ui.dataFolderButton.clicked.connect(self._on_dataFolderButton_clicked)
         ui.outEdit.textChanged.connect(self._on_outEdit_textChanged)
@@ -130,7 +133,9 @@ class TrainingDialog(QDialog):
         data = ui.dataEdit.text().strip()
         return TrainingConfig(
             data=data, out=ui.outEdit.text().strip(), arch=ui.archCombo.currentText(),
-            epochs=ui.epochsSpin.value(), batch_size=ui.batchSpin.value(), learning_rate=ui.lrSpin.value(),
+            width=ui.widthSpin.value() if ui.widthSpin.isEnabled() and ui.widthSpin.value() else None,
+            crop=ui.cropSpin.value() or None, weight_decay=ui.weightDecaySpin.value(),
+            precision=ui.precisionCombo.currentText(), epochs=ui.epochsSpin.value(), batch_size=ui.batchSpin.value(), learning_rate=ui.lrSpin.value(),
             optimizer=ui.optimizerCombo.currentText(), augment=ui.augmentCheck.isChecked(),
             mixup=ui.mixupCheck.isChecked(), imbalance=IMBALANCE_CHOICES[ui.imbalanceCombo.currentIndex()],
             label_smoothing=ui.smoothingSpin.value(),
@@ -194,6 +199,15 @@ class TrainingDialog(QDialog):
             return False
         self.shutdown()
         return True
+
+    # -- settings --------------------------------------------------------------------------------------------
+
+    def _on_archCombo_currentTextChanged(self, arch: str) -> None:
+        """Width applies only to architectures that take one; the field says which width it would use."""
+        spin = self.ui.widthSpin
+        spin.setEnabled(takes_width(arch))
+        spin.setSpecialValueText(f"architecture's own ({DEFAULT_WIDTH[arch]})" if takes_width(arch)
+                                 else f"{arch} takes none")
 
     # -- data ------------------------------------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ def save_form(ui: Any, window: QWidget, settings: QSettings) -> None:
     """Write every field of the form (and the window's geometry) to ``settings``."""
     values = {
         "data": ui.dataEdit.text().strip(), "out": ui.outEdit.text().strip(),
-        "arch": ui.archCombo.currentText(), "epochs": ui.epochsSpin.value(), "batch_size": ui.batchSpin.value(),
+        "arch": ui.archCombo.currentText(), "width": ui.widthSpin.value(), "crop": ui.cropSpin.value(),
+        "weight_decay": ui.weightDecaySpin.value(), "precision": ui.precisionCombo.currentText(), "epochs": ui.epochsSpin.value(), "batch_size": ui.batchSpin.value(),
         "learning_rate": ui.lrSpin.value(), "optimizer": ui.optimizerCombo.currentText(),
         "augment": ui.augmentCheck.isChecked(), "mixup": ui.mixupCheck.isChecked(),
         "imbalance": IMBALANCE_CHOICES[ui.imbalanceCombo.currentIndex()],
@@ -44,11 +45,13 @@ def restore_form(ui: Any, window: QWidget, settings: QSettings) -> None:
     s = settings
     s.beginGroup(GROUP)
     try:
-        for combo, key in ((ui.archCombo, "arch"), (ui.optimizerCombo, "optimizer")):
+        for combo, key in ((ui.archCombo, "arch"), (ui.optimizerCombo, "optimizer"),
+                           (ui.precisionCombo, "precision")):
             index = combo.findText(str(s.value(key, combo.currentText())))
             if index >= 0:
                 combo.setCurrentIndex(index)
-        for spin, key, kind in ((ui.epochsSpin, "epochs", int), (ui.batchSpin, "batch_size", int),
+        for spin, key, kind in ((ui.widthSpin, "width", int), (ui.cropSpin, "crop", int),
+                                (ui.weightDecaySpin, "weight_decay", float), (ui.epochsSpin, "epochs", int), (ui.batchSpin, "batch_size", int),
                                 (ui.lrSpin, "learning_rate", float), (ui.smoothingSpin, "label_smoothing", float),
                                 (ui.valSplitSpin, "val_split", float), (ui.maxSamplesSpin, "max_samples", int)):
             spin.setValue(s.value(key, spin.value(), type=kind))

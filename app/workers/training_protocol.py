@@ -36,10 +36,14 @@ class TrainingConfig:
     data: str
     out: str
     arch: str = "mini_xception"
+    width: int | None = None  # filters of the first block (vgg); None: the architecture's own
+    crop: int | None = None  # random crop x crop training windows; None: the whole face
     epochs: int = 50
     batch_size: int = 64
     learning_rate: float = 1e-3
     optimizer: str = "adam"
+    weight_decay: float = 0.0  # decoupled; 0: off (on --resume: the run's own)
+    precision: str = "auto"  # "auto", "float32" or "bfloat16" (on --resume, "auto": the run's own)
     augment: bool = True
     mixup: bool = False
     imbalance: str = "none"  # a key of IMBALANCE_FLAGS
@@ -64,6 +68,14 @@ class TrainingConfig:
             "--lr", repr(float(self.learning_rate)),
             "--optimizer", self.optimizer,
         ]
+        if self.width:
+            args += ["--width", str(int(self.width))]
+        if self.crop:
+            args += ["--crop", str(int(self.crop))]
+        if self.weight_decay > 0:
+            args += ["--weight-decay", repr(float(self.weight_decay))]
+        if self.precision != "auto":
+            args += ["--precision", self.precision]
         if not self.augment:
             args.append("--no-augment")
         if self.mixup:

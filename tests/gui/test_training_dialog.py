@@ -178,6 +178,33 @@ def test_start_from_a_model_is_passed_on_and_remembered(dialog, fer_sample, tmp_
     again.deleteLater()
 
 
+def test_recipe_fields_are_passed_on_and_remembered(dialog, fer_sample, tmp_path, monkeypatch, settings):
+    started = []
+    monkeypatch.setattr(dialog.process, "start", lambda config: started.append(config) or ["fake"])
+    _configure(dialog, fer_sample, tmp_path / "run", epochs=1)
+    ui = dialog.ui
+    assert not ui.widthSpin.isEnabled() and "takes none" in ui.widthSpin.specialValueText()  # mini_xception
+    ui.archCombo.setCurrentText("vgg")
+    assert ui.widthSpin.isEnabled() and ui.widthSpin.specialValueText() == "architecture's own (64)"
+    ui.widthSpin.setValue(32)
+    ui.cropSpin.setValue(44)
+    ui.optimizerCombo.setCurrentText("sgd")
+    ui.weightDecaySpin.setValue(0.005)
+    ui.precisionCombo.setCurrentText("bfloat16")
+    assert dialog.start()
+    args = started[0].to_args()
+    for flag, value in (("--width", "32"), ("--crop", "44"), ("--weight-decay", "0.005"),
+                        ("--precision", "bfloat16"), ("--optimizer", "sgd")):
+        assert args[args.index(flag) + 1] == value
+    again = TrainingDialog(settings=settings)  # the form comes back as it was left
+    assert (again.ui.archCombo.currentText(), again.ui.widthSpin.value(), again.ui.cropSpin.value(),
+            again.ui.weightDecaySpin.value(), again.ui.precisionCombo.currentText()) == ("vgg", 32, 44, 0.005,
+                                                                                         "bfloat16")
+    again.ui.archCombo.setCurrentText("mini_xception")  # a width the architecture cannot take is not sent
+    assert again.config().width is None and again.config().crop == 44
+    again.deleteLater()
+
+
 def test_format_duration_and_eta():
     assert format_duration(5) == "0:05" and format_duration(75) == "1:15" and format_duration(3725) == "1:02:05"
     # 10 s for 25 of 100 steps of epoch 2 of 4; earlier epochs took 50 s: 30 s left here, then 2 x 50 s.

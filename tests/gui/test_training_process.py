@@ -129,6 +129,20 @@ def test_command_line_parses_with_the_real_cli(tmp_path):
     assert args.resume == "" and args.lr == pytest.approx(0.001)
 
 
+def test_recipe_settings_reach_the_real_cli_and_defaults_stay_off(tmp_path):
+    from app.cli import build_parser
+    from app.commands.train import given_options
+
+    config = TrainingConfig(data="d.csv", out=str(tmp_path), arch="vgg", width=32, crop=44, optimizer="sgd",
+                            learning_rate=0.01, weight_decay=0.005, precision="float32")
+    args = build_parser().parse_args(build_command(config)[3:])
+    given = given_options(args)
+    assert (given["width"], given["crop"], given["weight_decay"], given["precision"]) == (32, 44, 0.005, "float32")
+    default = build_command(TrainingConfig(data="d.csv", out="o"))
+    # Left at their defaults, they are not passed: a resumed run then keeps its own config.json values.
+    assert not {"--width", "--crop", "--weight-decay", "--precision"} & set(default)
+
+
 def test_init_from_is_passed_to_fresh_runs_only(tmp_path):
     from app.cli import build_parser
 

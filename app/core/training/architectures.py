@@ -19,12 +19,9 @@ from typing import Callable
 import keras
 from keras import layers, regularizers
 
-InputShape = tuple[int, int, int]
+from app.core.training.arch_defaults import DEFAULT_L2, DEFAULT_WIDTH, takes_width
 
-# The L2 penalty each architecture uses unless told otherwise; resnet50 (keras.applications) takes none.
-DEFAULT_L2: dict[str, float] = {"mini_xception": 0.01, "mini_xception_wide": 0.001, "simple_cnn": 0.0, "vgg": 0.0}
-# Architectures that take a width (``fer-studio train --width``), with the one they use by default.
-DEFAULT_WIDTH: dict[str, int] = {"vgg": 64}
+InputShape = tuple[int, int, int]
 
 
 def _kernel_l2(l2: float) -> regularizers.Regularizer | None:
@@ -167,7 +164,7 @@ def check_width(arch: str, width: int | None) -> None:
     """Raise ValueError when ``width`` cannot be used with ``arch`` (None always can)."""
     if width is None:
         return
-    if arch not in DEFAULT_WIDTH:
+    if not takes_width(arch):
         raise ValueError(f"--width does not apply to {arch}; it applies to {', '.join(DEFAULT_WIDTH)}")
     if not 8 <= width <= 512:
         raise ValueError(f"--width must be between 8 and 512, not {width}")
