@@ -27,9 +27,9 @@ Box = tuple[int, int, int, int]  # x, y, width, height
 
 DETECTORS: tuple[str, ...] = ("haar", "hog", "cnn")
 
-#: Chosen by measurement (bench/detectors.py, 2 shared CPU cores): on 175 real faces (the five photos in
-#: ../shared/media, portraits cut from them, turned 20 degrees, cut at the edge, RGBA, dark, and FER2013
-#: expressions) dlib's HOG found 78 % as photos against Haar's 65 % (turned 82 vs 42 %, cut at the edge 50
+#: Chosen by measurement (bench/detectors.py, 2 shared CPU cores): on 175 real faces (the five photos of the
+#: project's shared test media, portraits cut from them, turned 20 degrees, cut at the edge, RGBA, dark, and
+#: FER2013 expressions) dlib's HOG found 78 % as photos against Haar's 65 % (turned 82 vs 42 %, cut at the edge 50
 #: vs 0 %), and 70-71 % against 62-67 % with each image fitted into a 640x480 frame searched at the live
 #: sizes, at less time per video frame (15 / 32 ms at 320 / 480 px against 20 / 44 ms). Haar is better
 #: only on faces too small for HOG's 80-pixel window (a group far away in a live frame): pick it, or a
