@@ -24,7 +24,8 @@ def save_form(ui: Any, window: QWidget, settings: QSettings) -> None:
     values = {
         "data": ui.dataEdit.text().strip(), "out": ui.outEdit.text().strip(),
         "arch": ui.archCombo.currentText(), "width": ui.widthSpin.value(), "crop": ui.cropSpin.value(),
-        "weight_decay": ui.weightDecaySpin.value(), "precision": ui.precisionCombo.currentText(), "epochs": ui.epochsSpin.value(), "batch_size": ui.batchSpin.value(),
+        "weight_decay": ui.weightDecaySpin.value(), "precision": ui.precisionCombo.currentText(),
+        "epochs": ui.epochsSpin.value(), "batch_size": ui.batchSpin.value(),
         "learning_rate": ui.lrSpin.value(), "optimizer": ui.optimizerCombo.currentText(),
         "augment": ui.augmentCheck.isChecked(), "mixup": ui.mixupCheck.isChecked(),
         "imbalance": IMBALANCE_CHOICES[ui.imbalanceCombo.currentIndex()],
@@ -51,7 +52,8 @@ def restore_form(ui: Any, window: QWidget, settings: QSettings) -> None:
             if index >= 0:
                 combo.setCurrentIndex(index)
         for spin, key, kind in ((ui.widthSpin, "width", int), (ui.cropSpin, "crop", int),
-                                (ui.weightDecaySpin, "weight_decay", float), (ui.epochsSpin, "epochs", int), (ui.batchSpin, "batch_size", int),
+                                (ui.weightDecaySpin, "weight_decay", float), (ui.epochsSpin, "epochs", int),
+                                (ui.batchSpin, "batch_size", int),
                                 (ui.lrSpin, "learning_rate", float), (ui.smoothingSpin, "label_smoothing", float),
                                 (ui.valSplitSpin, "val_split", float), (ui.maxSamplesSpin, "max_samples", int)):
             spin.setValue(s.value(key, spin.value(), type=kind))
