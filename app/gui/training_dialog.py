@@ -24,20 +24,20 @@ from PyQt5.QtWidgets import QDialog, QFileDialog, QMessageBox, QWidget
 
 from app.core.model_io import bundled_models_dir
 from app.core.package_data import bundled_file
-from app.core.training.arch_defaults import DEFAULT_WIDTH, takes_width
 from app.gui.errors import show_error
 from app.gui.training_charts import ClassCountsChart, TrainingCurves, imbalance_warning, place_in
 from app.gui.training_form import (
-    IMBALANCE_CHOICES,
     ask_close_while_training,
     browse_start,
     can_resume,
     epoch_log_line,
     eta_text,
+    form_config,
     fresh_folder,
     holds_run,
     restore_form,
     save_form,
+    show_width_choice,
     start_log_line,
 )
 from app.gui.training_report import ReportView, read_epoch_log, read_report_json
@@ -129,20 +129,7 @@ class TrainingDialog(QDialog):
 
     def config(self, resume: str | None = None) -> TrainingConfig:
         """The run the form describes (``resume``: None fresh, "" from the output folder's last.keras)."""
-        ui = self.ui
-        data = ui.dataEdit.text().strip()
-        return TrainingConfig(
-            data=data, out=ui.outEdit.text().strip(), arch=ui.archCombo.currentText(),
-            width=ui.widthSpin.value() if ui.widthSpin.isEnabled() and ui.widthSpin.value() else None,
-            crop=ui.cropSpin.value() or None, weight_decay=ui.weightDecaySpin.value(),
-            precision=ui.precisionCombo.currentText(), epochs=ui.epochsSpin.value(), batch_size=ui.batchSpin.value(),
-            learning_rate=ui.lrSpin.value(),
-            optimizer=ui.optimizerCombo.currentText(), augment=ui.augmentCheck.isChecked(),
-            mixup=ui.mixupCheck.isChecked(), imbalance=IMBALANCE_CHOICES[ui.imbalanceCombo.currentIndex()],
-            label_smoothing=ui.smoothingSpin.value(),
-            val_split=ui.valSplitSpin.value() if data and Path(data).is_dir() else None,
-            max_samples=ui.maxSamplesSpin.value() or None, resume=resume,
-            init_from=ui.initEdit.text().strip() or None)
+        return form_config(self.ui, resume)
 
     def is_training(self) -> bool:
         return self.process.is_running()
@@ -204,11 +191,7 @@ class TrainingDialog(QDialog):
     # -- settings --------------------------------------------------------------------------------------------
 
     def _on_archCombo_currentTextChanged(self, arch: str) -> None:
-        """Width applies only to architectures that take one; the field says which width it would use."""
-        spin = self.ui.widthSpin
-        spin.setEnabled(takes_width(arch))
-        spin.setSpecialValueText(f"architecture's own ({DEFAULT_WIDTH[arch]})" if takes_width(arch)
-                                 else f"{arch} takes none")
+        show_width_choice(self.ui.widthSpin, arch)
 
     # -- data ------------------------------------------------------------------------------------------------
 

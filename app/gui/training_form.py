@@ -1,5 +1,5 @@
 """Helpers of the training dialog's form: remembered settings (QSettings group ``training``), output folders,
-the question asked when closing during a run, and the ETA text."""
+the run the form describes, the question asked when closing during a run, and the ETA text."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from PyQt5.QtCore import QSettings
-from PyQt5.QtWidgets import QMessageBox, QWidget
+from PyQt5.QtWidgets import QMessageBox, QSpinBox, QWidget
+
+from app.core.training.arch_defaults import DEFAULT_WIDTH, takes_width
+from app.workers.training_protocol import TrainingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +20,30 @@ GROUP = "training"
 IMBALANCE_CHOICES = ("none", "class_weights", "oversample", "focal_loss")
 #: What --resume (without a path) continues from, in the output folder.
 RESUME_FILES = ("last.keras",)  # the only file the engine writes for --resume
+
+
+def form_config(ui: Any, resume: str | None = None) -> TrainingConfig:
+    """The run the form describes (``resume``: None fresh, "" from the output folder's last.keras)."""
+    data = ui.dataEdit.text().strip()
+    return TrainingConfig(
+        data=data, out=ui.outEdit.text().strip(), arch=ui.archCombo.currentText(),
+        width=ui.widthSpin.value() if ui.widthSpin.isEnabled() and ui.widthSpin.value() else None,
+        crop=ui.cropSpin.value() or None, weight_decay=ui.weightDecaySpin.value(),
+        precision=ui.precisionCombo.currentText(), epochs=ui.epochsSpin.value(), batch_size=ui.batchSpin.value(),
+        learning_rate=ui.lrSpin.value(),
+        optimizer=ui.optimizerCombo.currentText(), augment=ui.augmentCheck.isChecked(),
+        mixup=ui.mixupCheck.isChecked(), imbalance=IMBALANCE_CHOICES[ui.imbalanceCombo.currentIndex()],
+        label_smoothing=ui.smoothingSpin.value(),
+        val_split=ui.valSplitSpin.value() if data and Path(data).is_dir() else None,
+        max_samples=ui.maxSamplesSpin.value() or None, resume=resume,
+        init_from=ui.initEdit.text().strip() or None)
+
+
+def show_width_choice(spin: QSpinBox, arch: str) -> None:
+    """Width applies only to architectures that take one; the field says which width it would use."""
+    spin.setEnabled(takes_width(arch))
+    spin.setSpecialValueText(f"architecture's own ({DEFAULT_WIDTH[arch]})" if takes_width(arch)
+                             else f"{arch} takes none")
 
 
 def save_form(ui: Any, window: QWidget, settings: QSettings) -> None:
