@@ -9,7 +9,8 @@ members), on the same real FER2013 Training rows, batch size and number of steps
   augmentation magnitudes (flip, rotation, shift, zoom), as in the reference blog posts. A crop-trained
   net gets the centre crops of the rows at its input size, since ImageDataGenerator cannot crop.
 - ours, exactly as ``fer-studio train`` runs it: ``engine.build_training_model`` (batch norm through
-  TensorFlow's fused kernel, ``--precision auto``: bfloat16 where the CPU has it and the net gains) fed by
+  TensorFlow's fused kernel, ``--precision auto``: bfloat16 where the CPU has it and the net gains, and
+  there the kernel gradient of convolutions on small maps as a forward convolution) fed by
   ``data.train_stream`` (tf.data: gather, normalise and one affine warp per image with the random crop,
   in parallel with the step, prefetched).
 - model only: our model on one fixed batch, repeated: the ceiling for any input pipeline.
@@ -248,7 +249,8 @@ def bench_arch(spec: str, x: np.ndarray, y: np.ndarray, args: argparse.Namespace
     config = arch_config(spec, args.batch_size)
     precision, why = resolve_precision(config.precision, config.arch)
     print(f"\n== {spec}: {config.arch}, input {config.model_input_size[0]}x{config.model_input_size[1]}"
-          f"{' (random crops of 48x48)' if config.crop else ''}; ours in {precision} ({why}), fused batch norm")
+          f"{' (random crops of 48x48)' if config.crop else ''}; ours in {precision} ({why}), fused batch norm"
+          f"{', small-map kernel gradients' if precision == 'bfloat16' else ''}")
     ours, ours_name = our_dataset(config, x, y)
     ref, ref_name = reference_iterator(center_crop(x, (config.crop, config.crop)) if config.crop else x, y,
                                        args.batch_size)

@@ -83,6 +83,62 @@ def test_fused_model_trains_to_the_same_weights_and_saves_stock_layers(tmp_path:
     np.testing.assert_allclose(reloaded.predict_on_batch(x), models[1].predict_on_batch(x), atol=1e-5)
 
 
+@pytest.mark.parametrize("shape, kernel_shape", [((4, 5, 5, 8), (3, 3, 8, 16)), ((3, 4, 6, 5), (3, 5, 5, 7)),
+                                                  ((2, 3, 3, 4), (1, 1, 4, 6))])
+def test_small_map_convolution_has_the_stock_output_and_gradients(shape: tuple[int, ...],
+                                                                  kernel_shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.normal(size=shape).astype(np.float32))
+    kernel = tf.Variable(rng.normal(size=kernel_shape).astype(np.float32))
+    weights = tf.constant(rng.normal(size=(*shape[:3], kernel_shape[3])).astype(np.float32))
+    results = []
+    for conv in (lambda a, k: tf.nn.conv2d(a, k, 1, "SAME"), fast_layers._same_conv_small_map):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = conv(x, kernel)
+            loss = tf.reduce_sum(y * weights + 0.1 * y * y)
+        results.append((y, *tape.gradient(loss, [x, kernel])))
+    for fast, stock in zip(results[1], results[0]):
+        np.testing.assert_allclose(fast, stock, rtol=1e-5, atol=1e-4)
+
+
+def test_small_map_convolutions_take_only_the_small_bfloat16_maps_and_train_alike(tmp_path: Path) -> None:
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = build_model("vgg", (44, 44, 1), 7, width=16)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+    # 44 -> 22 -> 11 -> 5: only the last block's two convolutions work on a map of at most 36 pixels
+    assert fast_layers.use_small_map_convolutions(mixed) == 2
+    assert fast_layers.use_small_map_convolutions(build_model("vgg", (44, 44, 1), 7, width=16)) == 0  # float32
+    # mini_XCEPTION's last convolution (7 classes on a 6x6 map) qualifies but for its float32
+    assert fast_layers.use_small_map_convolutions(build_model("mini_xception", (48, 48, 1), 7), False) == 1
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 44, 44, 1)).astype(np.float32)
+    y = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 8)]
+    models = []
+    for fast in (False, True):
+        keras.utils.set_random_seed(3)
+        model = build_model("vgg", (44, 44, 1), 7, width=16)
+        if fast:
+            assert fast_layers.use_small_map_convolutions(model, bfloat16_only=False) == 2
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy")
+        for _ in range(3):
+            model.train_on_batch(x, y)
+        models.append(model)
+    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    path = tmp_path / "fast.keras"
+    models[1].save(path)
+    config = json.loads(zipfile.ZipFile(path).read("config.json"))
+    classes = {layer["class_name"] for layer in config["config"]["layers"]}
+    assert "Conv2D" in classes
+    plain = keras.models.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(plain.predict_on_batch(x), models[1].predict_on_batch(x), atol=1e-6)
+
+
 def test_precision_auto_follows_hardware_and_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fast_layers, "hardware_bf16", lambda: "avx512_bf16")
     assert resolve_precision("auto", "vgg")[0] == "bfloat16"
