@@ -4,6 +4,8 @@ one-warp augmentation with random crops, and the per-step cosine schedule."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from app.core.training.augment import Augmentation, augment_batch_np, augment_ba
 from app.core.training.callbacks import cosine_learning_rate
 from app.core.training.fast_layers import float32_copy, resolve_precision, use_fused_batch_norm
 
+REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data" / "fer2013_sample.csv.gz"
 
 
@@ -180,6 +183,25 @@ def test_a_bfloat16_crop_run_saves_a_float32_stock_model_that_the_safe_loader_re
     assert (out / "calibration_reliability.png").stat().st_size > 0
     plain = keras.models.load_model(out / "last.keras", safe_mode=True)  # the training state is stock too
     assert plain.input_shape == (None, 40, 40, 1)
+
+
+def test_a_resumed_bfloat16_run_keeps_the_small_map_convolutions(tmp_path: Path) -> None:
+    """The resumed model is loaded from last.keras with stock calls: the fast paths are put back on it."""
+    out = tmp_path / "run"
+    starts = []
+    for args in (["--epochs", "1"], ["--epochs", "2", "--resume", str(out)]):
+        command = [sys.executable, "-m", "app.cli", "train", "--events", "jsonl", *args]
+        if "--resume" not in args:
+            command[4:4] = [str(DATA), "--out", str(out), "--arch", "vgg", "--width", "16", "--crop", "40",
+                            "--batch-size", "32", "--precision", "bfloat16", "--optimizer", "sgd"]
+        proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        starts.append(next(json.loads(line) for line in proc.stdout.splitlines()
+                           if line.startswith("{") and json.loads(line)["event"] == "start"))
+    # 40 -> 20 -> 10 -> 5: the last block's two convolutions; batch norm fused in all nine layers
+    assert [start["small_map_convolutions"] for start in starts] == [2, 2]
+    assert [start["fused_batch_norm"] for start in starts] == [9, 9]
+    assert starts[1]["initial_epoch"] == 1
 
 
 def test_one_warp_augmentation_agrees_between_tensorflow_and_numpy() -> None:

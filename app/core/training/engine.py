@@ -209,7 +209,12 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     from app.core.training.architectures import check_l2, check_width
     from app.core.training.callbacks import CheckpointCallback, CosineSchedule, ProgressCallback, StoppedMidEpoch
     from app.core.training.data import balanced_class_weights, eval_arrays, even_batch_size, process_seed, train_stream
-    from app.core.training.fast_layers import float32_copy, resolve_precision, use_fused_batch_norm
+    from app.core.training.fast_layers import (
+        float32_copy,
+        resolve_precision,
+        use_fused_batch_norm,
+        use_small_map_convolutions,
+    )
 
     sink = sink or EventSink()
     stop = stop or StopFlag()
@@ -274,7 +279,8 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
             model, base = build_training_model(config, num_classes, precision)
     else:
         model, base = build_training_model(config, num_classes, precision)
-    fused = use_fused_batch_norm(model)  # (again: a resumed model is loaded with stock calls)
+    # (again: a resumed model is loaded with stock calls)
+    fused, small_maps = use_fused_batch_norm(model), use_small_map_convolutions(model)
     transfer = None
     if source is not None:
         from app.core.training.weight_transfer import transfer_weights
@@ -322,7 +328,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     sink.emit("start", epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps, batch_size=batch,
               train_samples=len(train_split), val_samples=len(val_split), labels=list(data.labels), arch=config.arch,
               out=str(out), replicas=replicas, init_from=transfer.describe() if transfer else None,
-              precision=precision, precision_reason=why, fused_batch_norm=fused,
+              precision=precision, precision_reason=why, fused_batch_norm=fused, small_map_convolutions=small_maps,
               input_shape=[*config.model_input_size, config.channels], stream_seed=config.seed,
               stream_start_batch=initial_epoch * steps, process_seed=seed)
     handlers = _install_signal_handlers(stop)
