@@ -8,6 +8,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import keras
@@ -39,6 +40,35 @@ def _pair(shape: tuple[int, ...], seed: int = 0) -> tuple[keras.layers.Layer, ke
     return stock, fused
 
 
+def _bfloat16_vgg() -> keras.Model:
+    """The VGG of width 16 on 44x44 inputs, built under the mixed bfloat16 policy."""
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        return build_model("vgg", (44, 44, 1), 7, width=16)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def _trained_without_and_with(build: Callable[[], keras.Model], speed_up: Callable[[keras.Model], None],
+                              size: int) -> tuple[np.ndarray, list[keras.Model]]:
+    """(the batch, [stock model, sped-up model]) after three identical SGD steps from the same weights."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, size, size, 1)).astype(np.float32)
+    y = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 8)]
+    models = []
+    for fast in (False, True):
+        keras.utils.set_random_seed(3)
+        model = build()
+        if fast:
+            speed_up(model)
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy")
+        for _ in range(3):
+            model.train_on_batch(x, y)
+        models.append(model)
+    return x, models
+
+
 @pytest.mark.parametrize("shape", [(16, 6, 6, 8), (32, 24)])
 @pytest.mark.parametrize("training", [True, False])
 def test_fused_batch_norm_equals_the_stock_layer(shape: tuple[int, ...], training: bool) -> None:
@@ -60,20 +90,11 @@ def test_fused_batch_norm_equals_the_stock_layer(shape: tuple[int, ...], trainin
 
 
 def test_fused_model_trains_to_the_same_weights_and_saves_stock_layers(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(8, 48, 48, 1)).astype(np.float32)
-    y = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 8)]
-    models = []
-    for fuse in (False, True):
-        keras.utils.set_random_seed(3)
-        model = build_model("mini_xception", (48, 48, 1), 7)
-        if fuse:
-            assert use_fused_batch_norm(model) == sum(isinstance(layer, keras.layers.BatchNormalization)
-                                                      for layer in model.layers)
-        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy")
-        for _ in range(3):
-            model.train_on_batch(x, y)
-        models.append(model)
+    def fuse(model: keras.Model) -> None:
+        assert use_fused_batch_norm(model) == sum(isinstance(layer, keras.layers.BatchNormalization)
+                                                  for layer in model.layers)
+
+    x, models = _trained_without_and_with(lambda: build_model("mini_xception", (48, 48, 1), 7), fuse, 48)
     for a, b in zip(models[0].get_weights(), models[1].get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-2)  # 3 SGD steps; thread order differs
     path = tmp_path / "fused.keras"
@@ -106,31 +127,17 @@ def test_small_map_convolution_has_the_stock_output_and_gradients(shape: tuple[i
 
 
 def test_small_map_convolutions_take_only_the_small_bfloat16_maps_and_train_alike(tmp_path: Path) -> None:
-    previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
-    try:
-        mixed = build_model("vgg", (44, 44, 1), 7, width=16)
-    finally:
-        keras.mixed_precision.set_dtype_policy(previous)
+    mixed = _bfloat16_vgg()
     # 44 -> 22 -> 11 -> 5: only the last block's two convolutions work on a map of at most 36 pixels
     assert fast_layers.use_small_map_convolutions(mixed) == 2
     assert fast_layers.use_small_map_convolutions(build_model("vgg", (44, 44, 1), 7, width=16)) == 0  # float32
-    # mini_XCEPTION's last convolution (7 classes on a 6x6 map) qualifies but for its float32
+    # mini_XCEPTION's last convolution (7 classes on a 6x6 map) qualifies by size; it computes in float32
     assert fast_layers.use_small_map_convolutions(build_model("mini_xception", (48, 48, 1), 7), False) == 1
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(8, 44, 44, 1)).astype(np.float32)
-    y = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 8)]
-    models = []
-    for fast in (False, True):
-        keras.utils.set_random_seed(3)
-        model = build_model("vgg", (44, 44, 1), 7, width=16)
-        if fast:
-            assert fast_layers.use_small_map_convolutions(model, bfloat16_only=False) == 2
-        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy")
-        for _ in range(3):
-            model.train_on_batch(x, y)
-        models.append(model)
+    def speed_up(model: keras.Model) -> None:
+        assert fast_layers.use_small_map_convolutions(model, bfloat16_only=False) == 2
+
+    x, models = _trained_without_and_with(lambda: build_model("vgg", (44, 44, 1), 7, width=16), speed_up, 44)
     for a, b in zip(models[0].get_weights(), models[1].get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
     path = tmp_path / "fast.keras"
@@ -154,12 +161,7 @@ def test_precision_auto_follows_hardware_and_architecture(monkeypatch: pytest.Mo
 
 
 def test_float32_copy_of_a_bfloat16_model_predicts_alike() -> None:
-    previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
-    try:
-        mixed = build_model("vgg", (44, 44, 1), 7, width=16)
-    finally:
-        keras.mixed_precision.set_dtype_policy(previous)
+    mixed = _bfloat16_vgg()
     copy = float32_copy(mixed)
     assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
     x = np.random.default_rng(0).normal(size=(4, 44, 44, 1)).astype(np.float32)
