@@ -1,11 +1,13 @@
 """Re-evaluate every bundled model on FER2013 PublicTest and PrivateTest and print the table.
 
     python bench/accuracy.py [--data ../shared/data/fer2013.csv.gz] [--models models] [--json]
+                             [--precision auto|float32|bfloat16]
 
 Each model is scored through the app's classifier without test-time augmentation (TTA), with a flip, with
 ten crops, and reports macro-F1 and the expected calibration error (ECE, before / after the model's own
 temperature) for its own TTA (the one on its card). PublicTest is the selection split; PrivateTest is the
 one to report (see ../shared/data/README.md). ``--splits PublicTest`` scores the selection split only.
+``--precision`` is the classifier's compute precision (default auto, what the app runs).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def main() -> int:
     parser.add_argument("--models", default=str(REPO / "models"), help="a folder of models, or one model file")
     parser.add_argument("--json", action="store_true", help="print one JSON object per model and split")
     parser.add_argument("--splits", nargs="+", default=["PublicTest", "PrivateTest"])
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="the classifier's compute precision (default auto, as the app)")
     args = parser.parse_args()
 
     target = Path(args.models)
@@ -50,7 +54,7 @@ def main() -> int:
         for split in args.splits:
             data = splits[split]
             started = time.perf_counter()
-            raw = {tta: predict_array(loaded, data.images, tta=tta, calibrated=False)
+            raw = {tta: predict_array(loaded, data.images, tta=tta, calibrated=False, precision=args.precision)
                    for tta in ("none", "flip", "crops")}
             seconds = time.perf_counter() - started
             accuracy = {tta: evaluate_predictions(data.labels, p, loaded.spec.labels).accuracy
@@ -58,7 +62,8 @@ def main() -> int:
             own = raw[loaded.spec.tta]
             calibrated = apply_temperature(own, loaded.spec.temperature)
             report = evaluate_predictions(data.labels, calibrated, loaded.spec.labels)
-            row = {"model": path.name, "split": split, "n": len(data), "accuracy": accuracy,
+            row = {"model": path.name, "split": split, "n": len(data), "precision": args.precision,
+                   "accuracy": accuracy,
                    "own_tta": loaded.spec.tta, "macro_f1": report.macro_f1, "temperature": loaded.spec.temperature,
                    "ece_uncalibrated": reliability(own, data.labels).ece,
                    "ece": reliability(calibrated, data.labels).ece}

@@ -1,10 +1,12 @@
 """Milliseconds per call for 1 and 8 faces: ``model.predict``, calling the model, and EmotionClassifier.
 
-    python bench/classifier.py [--model FILE] [--runs 200] [--threads N]
+    python bench/classifier.py [--model FILE] [--runs 200] [--threads N] [--precision auto|float32|bfloat16]
 
 Uses --model, else the bundled default model, else an untrained mini_XCEPTION-sized net (64x64 grey,
 7 classes: the published models' shape). Prints the median (and 10th/90th percentiles) after warm-up.
 The target on 2 CPU cores is <= 2 ms for 1 face and <= 5 ms for 8 faces for our classifier.
+The classifier runs at --precision (default auto, as the app: bfloat16 for nets of ordinary convolutions on
+CPUs with AMX or AVX512-BF16); the plain ``model.predict`` / eager cases always run the float32 model.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def main() -> int:
     parser.add_argument("--model", help="model file (default: bundled model, else mini_XCEPTION-sized)")
     parser.add_argument("--runs", type=int, default=200, help="timed calls per case (default 200)")
     parser.add_argument("--threads", type=int, default=0, help="TF intra/inter-op threads (0: TF's choice)")
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="the classifier's compute precision (default auto, as the app)")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -73,9 +77,10 @@ def main() -> int:
     print(f"tensorflow {tf.__version__}; CPU cores visible: {os.cpu_count()}; runs per case: {args.runs}")
 
     rng = np.random.default_rng(0)
-    classifier = EmotionClassifier(loaded)
-    classifier_tta = EmotionClassifier(loaded, tta="flip")
-    classifier_crops = EmotionClassifier(loaded, tta="crops")
+    classifier = EmotionClassifier(loaded, precision=args.precision)
+    classifier_tta = EmotionClassifier(loaded, tta="flip", precision=args.precision)
+    classifier_crops = EmotionClassifier(loaded, tta="crops", precision=args.precision)
+    print(f"classifier precision: {classifier.precision} ({classifier.precision_reason})")
     print(f"{'case':<46} {'faces':>5} {'median ms':>10} {'p10':>7} {'p90':>7}")
     for faces in (1, 8):
         batch = rng.uniform(-1, 1, (faces, height, width, channels)).astype(np.float32)

@@ -38,7 +38,7 @@ def _expected(loaded: LoadedModel, crops: list[np.ndarray]) -> np.ndarray:
 
 
 def test_predict_matches_the_model(loaded: LoadedModel) -> None:
-    classifier = EmotionClassifier(loaded)
+    classifier = EmotionClassifier(loaded, precision="float32")  # the reference below computes in float32
     assert classifier.labels == FER2013_LABELS
     crops = _crops(5)
     probabilities = classifier.predict(crops)
@@ -81,8 +81,8 @@ def test_batched_equals_one_by_one(loaded: LoadedModel) -> None:
 
 
 def test_tta_averages_face_and_mirror_in_one_call(loaded: LoadedModel) -> None:
-    plain = EmotionClassifier(loaded)
-    tta = EmotionClassifier(loaded, tta=True)
+    plain = EmotionClassifier(loaded, precision="float32")
+    tta = EmotionClassifier(loaded, tta=True, precision="float32")
     crops = _crops(3, seed=7)
     batch = plain.preprocess(crops)
     expected = (np.asarray(loaded.model(batch)) + np.asarray(loaded.model(batch[:, :, ::-1].copy()))) / 2

@@ -97,9 +97,10 @@ def test_ensemble_of_crop_nets_is_a_crop_model_whose_tta_is_each_members_own(tmp
     x = x[:10]
     expected = np.zeros((len(x), 7), np.float32)
     for member in members:
-        probs = predict_array(member, x, tta=tta, calibrated=False)  # each member with its own views
+        # each member with its own views (float32: the comparison is of views, not of rounding)
+        probs = predict_array(member, x, tta=tta, calibrated=False, precision="float32")
         expected += probs[:, [member.spec.labels.index(label) for label in loaded.spec.labels]] / len(members)
-    got = predict_array(loaded, x, tta=tta, calibrated=False)
+    got = predict_array(loaded, x, tta=tta, calibrated=False, precision="float32")
     np.testing.assert_allclose(got, expected, atol=1e-4)
     assert np.abs(got - predict_array(loaded, x, tta="flip" if tta == "crops" else "crops")).max() > 1e-3
 

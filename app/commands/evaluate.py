@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from app.core.errors import DatasetError, OutputError
+from app.core.recognition.precision import PRECISIONS, resolve_inference_precision
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", nargs="?", const="flip", default=None, choices=("none", "flip", "crops"),
                         help="test-time augmentation: flip (also when given bare) averages each face with its "
                              "mirror image, crops the ten-crop views; default: the model's own (its card's)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="compute precision: auto (default; what the app runs: bfloat16 for nets of "
+                             "ordinary convolutions on CPUs with AMX or AVX512-BF16, else float32), float32 "
+                             "or bfloat16")
     parser.add_argument("--trust-model", action="store_true",
                         help="load a model that embeds Python code (Lambda layers); only for trusted files")
     parser.add_argument("--batch-size", type=int, default=256,
@@ -122,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     from app.core.calibration import reliability
     from app.core.recognition.classifier import apply_temperature
 
-    raw = predict_array(loaded, x, batch_size=args.batch_size, tta=tta, calibrated=False)
+    precision, _ = resolve_inference_precision(loaded.model, args.precision)
+    raw = predict_array(loaded, x, batch_size=args.batch_size, tta=tta, calibrated=False, precision=precision)
     probs = apply_temperature(raw, spec.temperature)
     meta = {
         "model": model_path.name,
@@ -130,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         "data": str(data_path),
         "split": split,
         "tta": tta,
+        "precision": precision,
         "class_mapping": {name: (spec.labels[i] if i is not None else None)
                           for name, i in alignment.mapping.items()},
         "skipped_classes": list(alignment.unmatched),
@@ -150,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
     else:
         print(f"{model_path.name} on {data_path.name} [{split}], {report.num_samples} images"
-              f"{f' ({tta} TTA)' if tta != 'none' else ''}")
+              f"{f' ({tta} TTA)' if tta != 'none' else ''}, {precision}")
         print(report.format_table())
         print(f"wrote {json_path}")
         print(f"wrote {png_path}")

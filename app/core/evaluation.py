@@ -212,13 +212,15 @@ def predict_array(
     tta: bool | str = False,
     progress: Callable[[int, int], None] | None = None,
     calibrated: bool = True,
+    precision: str = "auto",
 ) -> np.ndarray:
     """Run a ``LoadedModel`` over uint8 data-set images (grey or RGB) in batches; returns (N, K) float32
     probabilities.
 
     This is the app's own path: ``EmotionClassifier`` resizes, crops, normalises and applies the test-time
     augmentation (``tta``: False/"none", True/"flip", "crops") and the model's temperature (unless
-    ``calibrated`` is False). ``progress(done, total)`` is called after each batch.
+    ``calibrated`` is False), at the app's compute ``precision`` (auto: see recognition/precision.py).
+    ``progress(done, total)`` is called after each batch.
     """
     from app.core.recognition.classifier import EmotionClassifier
 
@@ -227,7 +229,8 @@ def predict_array(
     x = np.asarray(x_uint8)
     if x.ndim not in (3, 4):
         raise ValueError(f"expected images shaped (N,H,W) or (N,H,W,C), got {x.shape}")
-    classifier = EmotionClassifier(loaded_model, tta=tta, warm_up=False, calibrated=calibrated)
+    classifier = EmotionClassifier(loaded_model, tta=tta, warm_up=False, calibrated=calibrated,
+                                   precision=precision)
     n = len(x)
     out = np.zeros((n, loaded_model.spec.num_classes), np.float32)
     for start in range(0, n, batch_size):

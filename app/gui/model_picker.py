@@ -110,7 +110,8 @@ class ModelController(QObject):
         h, w = info.input_size
         colour = "grey" if info.channels == 1 else "RGB"
         self.info_label.setText(
-            f"<b>{Path(info.path).name}</b><br>input {w}×{h} {colour}, {info.normalization}<br>"
+            f"<b>{Path(info.path).name}</b><br>input {w}×{h} {colour}, {info.normalization}, runs in "
+            f"{info.precision}<br>"
             f"labels: {', '.join(info.labels)}")
         self.info_label.setToolTip(info.path)
         for chart in self.charts:

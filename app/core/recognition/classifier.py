@@ -19,6 +19,10 @@ All views of all faces go through the model in one call and each face's views ar
 model's fitted temperature (``spec.temperature``, see calibration.py) turns the average into calibrated
 probabilities: ``softmax(log(p) / T)``, which never changes the top label.
 
+``precision`` (default ``auto``, see precision.py) runs nets of ordinary convolutions as a bfloat16 copy on
+CPUs that compute bfloat16 natively (AMX, AVX512-BF16): about 3x faster for the photo ensemble there, labels
+equal to float32's on all but a few faces in a thousand. ``classifier.precision`` says what it runs at.
+
 The classifier holds a Keras model: create it, and call it, in the one thread that uses it (the camera
 worker creates its own inside its thread).
 """
@@ -33,6 +37,7 @@ import cv2
 import numpy as np
 
 from app.core.model_io import LoadedModel, ModelSpec, normalise_pixels
+from app.core.recognition.precision import at_precision, resolve_inference_precision
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +68,7 @@ class EmotionClassifier:
     """Turn face crops of any size into calibrated class probabilities with one compiled model call."""
 
     def __init__(self, loaded: LoadedModel, tta: bool | str = False, warm_up: bool = True,
-                 calibrated: bool = True) -> None:
+                 calibrated: bool = True, precision: str = "auto") -> None:
         self.loaded = loaded
         self.spec: ModelSpec = loaded.spec
         self.tta = tta_mode(tta)
@@ -73,7 +78,11 @@ class EmotionClassifier:
             self.temperature = 1.0
         height, width = self.spec.input_size
         self.source_size = _source_size(self.spec, self.tta)
-        self._run, self._infer = _compiled(loaded.model, (height, width, self.spec.channels))
+        wanted, self.precision_reason = resolve_inference_precision(loaded.model, precision)
+        model, self.precision = at_precision(loaded.model, wanted)
+        if self.precision != wanted:
+            self.precision_reason = "no bfloat16 copy of this model"
+        self._run, self._infer = _compiled(model, (height, width, self.spec.channels))
         if warm_up:
             self.predict([np.zeros((height, width, 3), np.uint8)])  # trace now, not on the first frame
 

@@ -48,11 +48,12 @@ class ModelInfo:
     channels: int
     normalization: str
     spec_source: str = "embedded"
+    precision: str = "float32"  # what the classifier computes in (recognition/precision.py)
 
     def summary(self) -> str:
         h, w = self.input_size
         colour = "grey" if self.channels == 1 else "RGB"
-        return f"{Path(self.path).name}: {w}×{h} {colour} → {', '.join(self.labels)}"
+        return f"{Path(self.path).name}: {w}×{h} {colour}, {self.precision} → {', '.join(self.labels)}"
 
 
 class Recognizer:
@@ -104,7 +105,7 @@ class Recognizer:
         self._loaded, self._classifier = loaded, classifier
         spec = loaded.spec
         self.info = ModelInfo(str(path), tuple(spec.labels), tuple(spec.input_size), spec.channels,
-                              spec.normalization, getattr(loaded, "spec_source", "embedded"))
+                              spec.normalization, getattr(loaded, "spec_source", "embedded"), classifier.precision)
         self.tracker.reset()  # smoothed probabilities of another label set mean nothing now
         logger.info("model %s ready in %.0f ms", path, (time.perf_counter() - start) * 1000)
         return self.info
