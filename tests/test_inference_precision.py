@@ -105,6 +105,19 @@ def test_folding_batch_norms_into_the_layers_before_them_is_exact_in_float32():
     assert "BatchNormalization" not in kinds  # conv -> BN and dense -> BN all folded
     x = np.random.default_rng(1).uniform(-1, 1, (4, 44, 44, 1)).astype(np.float32)
     np.testing.assert_allclose(folded(x), vgg(x, training=False), atol=1e-5)
+    # A batch norm after an activation, or after a layer another one also reads, stays as it is.
+    inputs = keras.Input((12, 12, 3))
+    relu = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    after_relu = keras.layers.BatchNormalization()(relu)
+    shared = keras.layers.Conv2D(4, 3)(after_relu)
+    both = keras.layers.Add()([keras.layers.BatchNormalization()(shared), shared])
+    plain = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 1)(both))
+    outputs = keras.layers.Dense(7, activation="softmax")(keras.layers.GlobalAveragePooling2D()(plain))
+    mixed = _with_random_batch_norm_statistics(keras.Model(inputs, outputs), seed=3)
+    folded = inference_copy(mixed, "float32")
+    assert [type(layer).__name__ for layer in folded.layers].count("BatchNormalization") == 2
+    x = np.random.default_rng(4).uniform(-1, 1, (2, 12, 12, 3)).astype(np.float32)
+    np.testing.assert_allclose(folded(x), mixed(x, training=False), atol=1e-5)
     # mini_XCEPTION (the bundled default): only the residual branches' Conv2D -> BN fold; its separable
     # convolutions keep their batch norms, and the merges still see the same numbers.
     default = load_model(DEFAULT).model

@@ -90,9 +90,12 @@ def _foldable_pairs(model: Any) -> dict[int, Any]:
         if type(layer) is not keras.layers.BatchNormalization:
             continue
         producer = _producer(layer)
+        if type(producer) not in (keras.layers.Conv2D, keras.layers.Dense):
+            continue
         axis = layer.axis if isinstance(layer.axis, int) else -1
         rank = len(layer.input.shape)
-        if (type(producer) in (keras.layers.Conv2D, keras.layers.Dense) and len(producer._outbound_nodes) == 1
+        if (len(producer._inbound_nodes) == 1 and len(producer._outbound_nodes) == 1  # not a shared layer
+                and getattr(producer.activation, "__name__", "") == "linear"  # BN after a ReLU does not fold
                 and axis in (-1, rank - 1) and getattr(producer, "data_format", "channels_last") == "channels_last"):
             pairs[id(producer)] = producer
             pairs[id(layer)] = layer
