@@ -66,8 +66,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="continue from last.keras (of --out when no path is given) with the run's own settings; "
                              "options given again (e.g. more --epochs) override them")
     parser.add_argument("--init-from", metavar="MODEL",
-                        help="start from this model's weights (same --arch): fine-tune the bundled model on your "
-                             "classes, or run a second learning-rate cycle")
+                        help="start from this model's weights (its own --arch, width and crop unless given): "
+                             "fine-tune the bundled model on your classes, or run a second learning-rate cycle")
     parser.add_argument("--distill-from", metavar="TEACHER",
                         help="distillation: blend this (larger) model's probabilities into the training targets")
     parser.add_argument("--distill-weight", type=float,
@@ -95,13 +95,23 @@ def given_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:  # noqa: F821 - imported lazily below
-    """A fresh run's config, or for --resume the run's saved config.json with the given options on top."""
+    """A fresh run's config, or for --resume the run's saved config.json with the given options on top.
+
+    A fresh run with --init-from and no --arch takes the architecture (and its width, crop and input size)
+    the model was trained with; options given on the command line win."""
     from app.core.training.engine import TrainConfig
     from app.core.training.runs import load_run_config
+    from app.core.training.weight_transfer import architecture_of
 
     given = given_options(args)
     extra = {"command": " ".join(["fer-studio", *sys.argv[1:]])}
     if args.resume is None:
+        if "init_from" in given and "arch" not in given:
+            taken = {k: v for k, v in architecture_of(str(given["init_from"])).items() if k not in given}
+            if taken:
+                logger.info("--init-from %s: training its architecture (%s)", given["init_from"],
+                            ", ".join(f"{k} {v}" for k, v in taken.items()))
+                given = {**taken, **given}
         return TrainConfig(**given, extra=extra)
     resume = args.resume or args.out
     if not resume:

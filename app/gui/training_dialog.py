@@ -39,6 +39,7 @@ from app.gui.training_form import (
     save_form,
     show_width_choice,
     start_log_line,
+    take_architecture,
 )
 from app.gui.training_report import ReportView, read_epoch_log, read_report_json
 from app.workers.dataset_scan import DatasetScanner
@@ -269,6 +270,9 @@ class TrainingDialog(QDialog):
                                               "Keras models (*.h5 *.hdf5 *.keras);;All files (*)")
         if path:
             self.ui.initEdit.setText(path)
+            taken = take_architecture(self.ui, path)
+            if taken:
+                self._set_status(f"Architecture set to the model's own: {taken}.", _OK_STYLE)
 
     def _on_startButton_clicked(self) -> None:
         self.start()

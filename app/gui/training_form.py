@@ -39,6 +39,23 @@ def form_config(ui: Any, resume: str | None = None) -> TrainingConfig:
         init_from=ui.initEdit.text().strip() or None)
 
 
+def take_architecture(ui: Any, model: str) -> str | None:
+    """Set the architecture, width and crop fields to those ``model`` was trained with (its metadata), so a
+    run that starts from it builds the same net; returns what was set, or None when the file does not say."""
+    from app.core.training.weight_transfer import architecture_of
+
+    options = architecture_of(model)
+    arch = str(options.get("arch", ""))
+    if ui.archCombo.findText(arch) < 0:
+        return None
+    ui.archCombo.setCurrentText(arch)
+    if takes_width(arch):
+        ui.widthSpin.setValue(int(options.get("width") or 0))  # 0: the architecture's own
+    ui.cropSpin.setValue(int(options.get("crop") or 0))  # 0: the whole face
+    parts = [arch] + [f"{key} {options[key]}" for key in ("width", "crop") if options.get(key)]
+    return ", ".join(parts)
+
+
 def show_width_choice(spin: QSpinBox, arch: str) -> None:
     """Width applies only to architectures that take one; the field says which width it would use."""
     spin.setEnabled(takes_width(arch))

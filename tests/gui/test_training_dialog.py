@@ -178,6 +178,28 @@ def test_start_from_a_model_is_passed_on_and_remembered(dialog, fer_sample, tmp_
     again.deleteLater()
 
 
+def test_browsing_a_start_model_sets_its_architecture_width_and_crop(dialog, monkeypatch):
+    models = Path(__file__).resolve().parents[2] / "models"
+    ui = dialog.ui
+    for name, arch, width, crop in (("fer_live_vgg32.h5", "vgg", 32, 44), ("fer_mini_xception.h5", "mini_xception",
+                                                                          None, 0)):
+        monkeypatch.setattr("app.gui.training_dialog.QFileDialog.getOpenFileName",
+                            lambda *a, n=name, **k: (str(models / n), ""))
+        dialog._on_initButton_clicked()
+        assert ui.initEdit.text() == str(models / name) and ui.archCombo.currentText() == arch
+        assert ui.cropSpin.value() == crop and "the model's own" in ui.statusLabel.text()
+        if width:
+            assert ui.widthSpin.isEnabled() and ui.widthSpin.value() == width
+        else:
+            assert not ui.widthSpin.isEnabled()
+    # A model that does not say how it was trained (the photo ensemble) leaves the fields as they were.
+    monkeypatch.setattr("app.gui.training_dialog.QFileDialog.getOpenFileName",
+                        lambda *a, **k: (str(models / "fer_photo_ensemble.h5"), ""))
+    ui.statusLabel.setText("")
+    dialog._on_initButton_clicked()
+    assert ui.archCombo.currentText() == "mini_xception" and ui.statusLabel.text() == ""
+
+
 def test_recipe_fields_are_passed_on_and_remembered(dialog, fer_sample, tmp_path, monkeypatch, settings):
     started = []
     monkeypatch.setattr(dialog.process, "start", lambda config: started.append(config) or ["fake"])

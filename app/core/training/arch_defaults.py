@@ -3,6 +3,8 @@ architecture before anything is built (``app.core.training.architectures`` build
 
 from __future__ import annotations
 
+#: Every architecture ``fer-studio train --arch`` builds (``architectures.ARCHITECTURES``, without Keras).
+ARCHITECTURE_NAMES: tuple[str, ...] = ("mini_xception", "mini_xception_wide", "simple_cnn", "vgg", "resnet50")
 #: The L2 penalty each architecture uses unless told otherwise; resnet50 (keras.applications) takes none.
 DEFAULT_L2: dict[str, float] = {"mini_xception": 0.01, "mini_xception_wide": 0.001, "simple_cnn": 0.0, "vgg": 0.0}
 #: Architectures that take a width (``fer-studio train --width``), with the one they use by default.

@@ -91,3 +91,25 @@ def transfer_weights(source: Any, source_labels: Sequence[str], target: Any, tar
         head_dst.set_weights(merged)
     return TransferReport(source=source_path, layers_copied=len(body) + (1 if head_classes else 0),
                           head_classes=head_classes, new_classes=new_classes)
+
+
+def architecture_of(model: str | Path) -> dict[str, object]:
+    """The architecture options (arch, width, crop, input_size) a model file was trained with, from its own
+    metadata, for a run that starts from it; {} when it does not say (a model from elsewhere, an ensemble)
+    or cannot be read (loading it then reports why). Reads no weights and needs no Keras."""
+    from app.core.model_io import read_spec
+    from app.core.training.arch_defaults import ARCHITECTURE_NAMES
+
+    try:
+        spec = read_spec(model)
+    except Exception:  # noqa: BLE001 - the load that follows gives the clear message for a bad file
+        return {}
+    if spec is None or spec.arch not in ARCHITECTURE_NAMES:
+        return {}
+    options: dict[str, object] = {"arch": spec.arch}
+    config = spec.info.get("config")
+    if isinstance(config, dict) and config.get("arch") == spec.arch:
+        options.update({key: config[key] for key in ("width", "crop") if config.get(key) is not None})
+        if config.get("input_size"):
+            options["input_size"] = tuple(config["input_size"])
+    return options
