@@ -12,7 +12,7 @@ from app.cli import main as cli
 from app.core.datasets import load_fer2013
 from app.core.errors import ModelLoadError
 from app.core.labels import FER2013_LABELS
-from app.core.model_io import default_model_path, load_model, read_spec
+from app.core.model_io import bundled_models_dir, default_model_path, load_model, read_spec
 from app.core.training.architectures import build_model
 from app.core.training.weight_transfer import transfer_weights
 
@@ -51,9 +51,8 @@ def test_other_architecture_is_refused_and_target_left_alone():
 
 
 def test_training_starts_from_the_bundled_model(tmp_path, fer_sample):
-    """With a vanishing learning rate, one epoch from the bundled model predicts as the bundled model does."""
-    bundled = default_model_path()
-    assert bundled is not None
+    """With a vanishing learning rate, one epoch from a bundled model predicts as the bundled model does."""
+    bundled = bundled_models_dir() / "fer_mini_xception.h5"  # mini_XCEPTION, the trainer's default --arch
     out = tmp_path / "out"
     code = cli(["train", str(fer_sample), "--out", str(out), "--init-from", str(bundled), "--epochs", "1",
                 "--lr", "1e-9", "--schedule", "constant", "--no-augment", "--batch-size", "32"])
@@ -79,7 +78,9 @@ def test_training_starts_from_the_bundled_model(tmp_path, fer_sample):
 
 def test_wrong_arch_and_resume_conflict_are_reported_before_training(tmp_path, capsys, fer_sample):
     wide = Path(__file__).resolve().parents[1] / "models" / "fer_mini_xception_wide.h5"
-    assert cli(["train", str(fer_sample), "--out", str(tmp_path / "a"), "--init-from", str(wide)]) == 1
+    # Without --arch the model's own is taken (test below); a wrong one given is refused before any data is read.
+    assert cli(["train", str(fer_sample), "--out", str(tmp_path / "a"), "--init-from", str(wide),
+                "--arch", "mini_xception"]) == 1
     err = capsys.readouterr().err
     assert "cannot start from this model" in err and "trained as mini_xception_wide" in err
     assert not (tmp_path / "a" / "best.h5").exists()
@@ -103,3 +104,44 @@ def test_init_from_a_narrow_cropped_vgg_with_its_width_and_crop(tmp_path, fer_sa
     spec = read_spec(second / "best.h5")
     assert spec is not None and spec.input_size == (40, 40)
     assert spec.info["init_from"]["model"] == "best.h5" and spec.info["init_from"]["layers"] > 0
+
+
+def test_init_from_the_default_model_trains_its_own_architecture_without_arch(tmp_path, fer_sample):
+    """The default is a width-32 VGG on 44 of 48 pixels: --init-from takes arch, width and crop from its file."""
+    from app.core.evaluation import predict_array
+
+    bundled = default_model_path()
+    assert bundled is not None and read_spec(bundled).arch == "vgg"
+    out = tmp_path / "out"
+    assert cli(["train", str(fer_sample), "--out", str(out), "--init-from", str(bundled), "--epochs", "1",
+                "--lr", "1e-9", "--schedule", "constant", "--no-augment", "--batch-size", "32"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["arch"], config["width"], config["crop"], config["input_size"]) == ("vgg", 32, 44, [48, 48])
+    rows = load_fer2013(fer_sample, splits=["PublicTest"])["PublicTest"]
+    original = predict_array(load_model(bundled), rows.images, calibrated=False, precision="float32")
+    tuned = predict_array(load_model(out / "best.h5"), rows.images, calibrated=False, precision="float32")
+    assert float(np.mean(original.argmax(1) == tuned.argmax(1))) >= 0.9
+    # Options given on the command line still win.
+    other = tmp_path / "other"
+    assert cli(["train", str(fer_sample), "--out", str(other), "--init-from", str(bundled), "--arch",
+                "mini_xception", "--epochs", "1"]) == 1  # not the model's architecture: refused, clearly
+
+
+def test_the_keras_free_list_of_architectures_is_the_builders_list():
+    from app.core.training.arch_defaults import ARCHITECTURE_NAMES
+    from app.core.training.architectures import ARCHITECTURES
+
+    assert ARCHITECTURE_NAMES == tuple(ARCHITECTURES)
+
+
+def test_architecture_of_reads_only_what_a_file_says(tmp_path):
+    from app.core.training.weight_transfer import architecture_of
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    assert architecture_of(models / "fer_live_vgg32.h5") == {"arch": "vgg", "width": 32, "crop": 44,
+                                                             "input_size": (48, 48)}
+    assert architecture_of(models / "fer_mini_xception.h5") == {"arch": "mini_xception", "input_size": (48, 48)}
+    assert architecture_of(models / "fer_photo_ensemble.h5") == {}  # an ensemble: no single architecture
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(b"\x89HDF\r\n not really")
+    assert architecture_of(broken) == {} and architecture_of(tmp_path / "missing.h5") == {}
