@@ -93,3 +93,37 @@ def test_distilled_training_records_its_teacher_and_refuses_a_teacher_without_th
     assert cli(["train", str(fer_sample), "--out", str(tmp_path / "o3"), "--distill-from", str(WIDE),
                 "--distill-weight", "1.5"]) == 1
     assert "--distill-weight" in capsys.readouterr().err
+
+
+def test_a_resumed_distillation_reuses_the_teachers_saved_targets(tmp_path, capsys, fer_sample, monkeypatch):
+    from app.core.training import distillation
+
+    out = tmp_path / "out"
+    assert cli(["train", str(fer_sample), "--out", str(out), "--epochs", "1", "--batch-size", "32",
+                "--distill-from", str(WIDE), "--distill-weight", "0.7"]) == 0
+    assert "scoring the" in capsys.readouterr().out
+    saved = out / distillation.TARGETS_NAME
+    with np.load(saved) as cache:
+        first = cache["targets"].copy()
+    rows = load_fer2013(fer_sample, splits=["Training"])["Training"]
+    assert first.shape == (len(rows), 7) and np.allclose(first.sum(axis=1), 1.0, atol=1e-5)
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("the teacher scored the training set again")
+
+    monkeypatch.setattr(distillation, "distillation_targets", no_second_pass)
+    assert cli(["train", "--resume", str(out), "--epochs", "2"]) == 0
+    assert "saved by an earlier start of this run" in capsys.readouterr().out
+    assert len((out / "log.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+
+    # Another weight, or a damaged file, is not reused: the targets are scored again and the file replaced.
+    monkeypatch.undo()
+    assert cli(["train", "--resume", str(out), "--epochs", "3", "--distill-weight", "0.5"]) == 0
+    assert "scoring the" in capsys.readouterr().out
+    with np.load(saved) as cache:
+        assert not np.allclose(cache["targets"], first)
+    saved.write_bytes(b"PK\x03\x04 not an archive")
+    assert cli(["train", "--resume", str(out), "--epochs", "4"]) == 0
+    assert "scoring the" in capsys.readouterr().out
+    with np.load(saved) as cache:
+        assert cache["targets"].shape == first.shape

@@ -250,11 +250,17 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     weights = balanced_class_weights(train_split.labels, num_classes) if config.class_weights else None
     targets = None
     if teacher is not None:
-        from app.core.training.distillation import distillation_targets, teacher_tta
+        from app.core.training import distillation as distill
 
-        sink.emit("distilling", teacher=teacher.path, samples=len(train_split), tta=teacher_tta(teacher))
-        targets = distillation_targets(teacher, train_split.images, train_split.labels, data.labels,
-                                       config.distill_weight)
+        key = distill.targets_key(teacher, train_split.images, train_split.labels, data.labels,
+                                  config.distill_weight)
+        targets = distill.load_cached_targets(out, key)
+        sink.emit("distilling", teacher=teacher.path, samples=len(train_split), tta=key["tta"],
+                  cached=targets is not None)
+        if targets is None:
+            targets = distill.distillation_targets(teacher, train_split.images, train_split.labels, data.labels,
+                                                   config.distill_weight)
+            distill.save_cached_targets(out, key, targets)
         del teacher
     initial_epoch, best_value, best_epoch = 0, -math.inf, None
     resumed = resume_run(Path(config.resume)) if config.resume else None

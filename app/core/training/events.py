@@ -74,7 +74,9 @@ class ConsoleSink(EventSink):
         elif event == "checkpoint":
             line = f"  saved best model ({f['monitor']} {f['value']:.4f}) to {f['path']}"
         elif event == "distilling":
-            line = (f"  teacher {f['teacher']} scoring the {f['samples']} training images "
+            line = (f"  teacher {f['teacher']}: its targets for the {f['samples']} training images, saved by an "
+                    "earlier start of this run" if f.get("cached") else
+                    f"  teacher {f['teacher']} scoring the {f['samples']} training images "
                     f"(with {f.get('tta', 'flip')} TTA)")
         elif event == "report":
             line = f"validation report: accuracy {f['accuracy']:.4f}, macro-F1 {f['macro_f1']:.4f} -> {f['path']}"
