@@ -98,13 +98,15 @@ def test_predict_array_batches_and_flip_tta(tiny_model_path):
     x = rng.integers(0, 256, (7, 48, 48, 1), dtype=np.uint8)
     direct = loaded.model.predict_on_batch(x.astype(np.float32) / 127.5 - 1.0)
 
-    probs = predict_array(loaded, x, batch_size=3)
+    # float32: the reference above is the float32 model (auto would run a conv net in bfloat16 on AMX CPUs)
+    probs = predict_array(loaded, x, batch_size=3, precision="float32")
     assert probs.shape == (7, 7)
     np.testing.assert_allclose(probs, direct, rtol=1e-4, atol=1e-5)
 
     # (N, H, W) without a channel axis is accepted too.
-    np.testing.assert_allclose(predict_array(loaded, x[..., 0], batch_size=4), direct, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(predict_array(loaded, x[..., 0], batch_size=4, precision="float32"), direct,
+                               rtol=1e-4, atol=1e-5)
 
     flipped = loaded.model.predict_on_batch(x[:, :, ::-1].astype(np.float32) / 127.5 - 1.0)
-    tta = predict_array(loaded, x, batch_size=4, tta=True)
+    tta = predict_array(loaded, x, batch_size=4, tta=True, precision="float32")
     np.testing.assert_allclose(tta, (direct + flipped) / 2, rtol=1e-4, atol=1e-5)
