@@ -18,7 +18,9 @@ in a thousand (measured per model on its card).
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from typing import Any
+
+from app.core.training.fast_layers import nested_layers
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +32,6 @@ _BFLOAT16_LAYERS = ("Conv2D", "BatchNormalization", "Activation", "ReLU", "MaxPo
 _DEPTHWISE_LAYERS = ("DepthwiseConv2D", "SeparableConv2D")
 
 
-def _layers(model: Any) -> Iterator[Any]:
-    for layer in getattr(model, "layers", ()):
-        yield layer
-        if hasattr(layer, "layers"):  # a nested model: an ensemble's members
-            yield from _layers(layer)
-
-
 def _softmax(layer: Any) -> bool:
     activation = getattr(layer, "activation", None)
     return getattr(activation, "__name__", "") == "softmax" or type(layer).__name__ == "Softmax"
@@ -44,7 +39,7 @@ def _softmax(layer: Any) -> bool:
 
 def gains_from_bfloat16(model: Any) -> bool:
     """True for nets of ordinary convolutions (VGG- and ResNet-style); False with any depthwise convolution."""
-    kinds = [type(layer).__name__ for layer in _layers(model)]
+    kinds = [type(layer).__name__ for layer in nested_layers(model)]
     return "Conv2D" in kinds and not any(kind in _DEPTHWISE_LAYERS for kind in kinds)
 
 
@@ -87,7 +82,7 @@ def _foldable_pairs(model: Any) -> dict[int, Any]:
     import keras
 
     pairs: dict[int, Any] = {}
-    for layer in _layers(model):
+    for layer in nested_layers(model):
         if type(layer) is not keras.layers.BatchNormalization:
             continue
         producer = _producer(layer)

@@ -9,7 +9,7 @@ loads anywhere without custom objects. On other backends nothing changes.
 
 The maths is the stock layer's: the batch variance used for normalising is the biased one, and the
 moving statistics get ``moving * momentum + batch * (1 - momentum)`` with the biased batch variance (the
-fused kernel returns the unbiased one, which is converted back). tests/test_fast_layers.py checks
+fused kernel returns the unbiased one, which is converted back). tests/test_fast_training.py checks
 outputs, gradients and moving statistics against the stock layer.
 
 ``precision_policy`` chooses float32 or mixed bfloat16 (``--precision auto|float32|bfloat16``); ``auto``
@@ -34,11 +34,13 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def _layers(model: Any) -> Iterator[Any]:
-    for layer in model.layers:
+def nested_layers(model: Any) -> Iterator[Any]:
+    """Every layer of ``model``, nested models' layers included (the trainer wraps the architecture; an
+    ensemble holds its members); nothing for an object without layers."""
+    for layer in getattr(model, "layers", ()):
         yield layer
-        if hasattr(layer, "layers"):  # a nested model (the trainer wraps the architecture)
-            yield from _layers(layer)
+        if hasattr(layer, "layers"):
+            yield from nested_layers(layer)
 
 
 def _fused_call(self: Any, inputs: Any, training: Any = None, mask: Any = None) -> Any:
@@ -88,7 +90,7 @@ def use_fused_batch_norm(model: Any) -> int:
     if keras.backend.backend() != "tensorflow":
         return 0
     count = 0
-    for layer in _layers(model):
+    for layer in nested_layers(model):
         if type(layer) is keras.layers.BatchNormalization:
             layer.call = types.MethodType(_fused_call, layer)
             count += 1
@@ -169,7 +171,7 @@ def use_small_map_convolutions(model: Any, bfloat16_only: bool = True) -> int:
     if keras.backend.backend() != "tensorflow":
         return 0
     count = 0
-    for layer in _layers(model):
+    for layer in nested_layers(model):
         if _takes_small_map_gradient(layer, bfloat16_only):
             layer.convolution_op = types.MethodType(_small_map_convolution_op, layer)
             count += 1
@@ -226,7 +228,7 @@ def float32_copy(model: Any) -> Any:
     """The model rebuilt with every layer in float32 and the same weights (itself if already float32)."""
     import keras
 
-    if all(layer.dtype_policy.name == "float32" for layer in _layers(model)):
+    if all(layer.dtype_policy.name == "float32" for layer in nested_layers(model)):
         return model
 
     def rebuild(layer: Any) -> Any:
