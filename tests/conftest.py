@@ -18,6 +18,18 @@ REPO = DATA.parents[1]
 SHARED = REPO.parent / "shared"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """What the app caches for later runs (teacher targets) goes to a temporary folder, not the user's."""
+    previous = os.environ.get("FER_STUDIO_CACHE")
+    os.environ["FER_STUDIO_CACHE"] = str(tmp_path_factory.mktemp("fer-studio-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("FER_STUDIO_CACHE", None)
+    else:
+        os.environ["FER_STUDIO_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA

@@ -19,6 +19,16 @@ from app.core.training.distillation import distillation_targets, teacher_columns
 WIDE = Path(__file__).resolve().parents[1] / "models" / "fer_mini_xception_wide.h5"
 
 
+@pytest.fixture(autouse=True)
+def own_target_cache(tmp_path, monkeypatch) -> Path:
+    """Each test its own shared teacher-target cache (never the user's, never another test's)."""
+    from app.core.training import distillation
+
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(distillation.CACHE_ENV, str(folder))
+    return folder / "teacher-targets"
+
+
 @pytest.fixture(scope="module")
 def training_rows(fer_sample):
     return load_fer2013(fer_sample, splits=["Training"])["Training"]
@@ -111,19 +121,73 @@ def test_a_resumed_distillation_reuses_the_teachers_saved_targets(tmp_path, caps
     def no_second_pass(*args, **kwargs):
         raise AssertionError("the teacher scored the training set again")
 
+    scoring = distillation.distillation_targets
     monkeypatch.setattr(distillation, "distillation_targets", no_second_pass)
     assert cli(["train", "--resume", str(out), "--epochs", "2"]) == 0
     assert "saved by an earlier start of this run" in capsys.readouterr().out
     assert len((out / "log.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
 
     # Another weight, or a damaged file, is not reused: the targets are scored again and the file replaced.
-    monkeypatch.undo()
+    monkeypatch.setattr(distillation, "distillation_targets", scoring)
     assert cli(["train", "--resume", str(out), "--epochs", "3", "--distill-weight", "0.5"]) == 0
     assert "scoring the" in capsys.readouterr().out
     with np.load(saved) as cache:
         assert not np.allclose(cache["targets"], first)
+    # A damaged file in the run folder: the shared cache's copy is taken and the run folder's repaired;
+    # with both damaged, the teacher scores again.
     saved.write_bytes(b"PK\x03\x04 not an archive")
     assert cli(["train", "--resume", str(out), "--epochs", "4"]) == 0
+    assert "earlier run with the same teacher" in capsys.readouterr().out
+    with np.load(saved) as cache:
+        assert cache["targets"].shape == first.shape
+    saved.write_bytes(b"PK\x03\x04 not an archive")
+    for shared in (tmp_path / "cache" / "teacher-targets").glob("*.npz"):
+        shared.write_bytes(b"not an archive either")
+    assert cli(["train", "--resume", str(out), "--epochs", "5"]) == 0
     assert "scoring the" in capsys.readouterr().out
     with np.load(saved) as cache:
         assert cache["targets"].shape == first.shape
+
+
+def test_another_run_with_the_same_teacher_and_data_reuses_the_shared_targets(
+        tmp_path, capsys, fer_sample, monkeypatch, own_target_cache):
+    from app.core.training import distillation
+
+    first = tmp_path / "first"
+    assert cli(["train", str(fer_sample), "--out", str(first), "--epochs", "1", "--batch-size", "32",
+                "--distill-from", str(WIDE), "--distill-weight", "0.7"]) == 0
+    assert "scoring the" in capsys.readouterr().out
+    assert len(list(own_target_cache.glob("*.npz"))) == 1
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("the teacher scored the training set again")
+
+    # A new run folder (another seed and schedule, same teacher, data and weight) scores nothing ...
+    monkeypatch.setattr(distillation, "distillation_targets", no_second_pass)
+    second = tmp_path / "second"
+    assert cli(["train", str(fer_sample), "--out", str(second), "--epochs", "1", "--batch-size", "32",
+                "--seed", "5", "--distill-from", str(WIDE), "--distill-weight", "0.7"]) == 0
+    assert "earlier run with the same teacher, data and weight" in capsys.readouterr().out
+    # ... and keeps its own copy, the same targets.
+    with np.load(first / distillation.TARGETS_NAME) as a, np.load(second / distillation.TARGETS_NAME) as b:
+        np.testing.assert_array_equal(a["targets"], b["targets"])
+    # Another weight is another key: scored again.
+    with pytest.raises(AssertionError, match="scored the training set again"):
+        cli(["train", str(fer_sample), "--out", str(tmp_path / "third"), "--epochs", "1", "--batch-size", "32",
+             "--distill-from", str(WIDE), "--distill-weight", "0.5"])
+
+
+def test_a_shared_cache_that_cannot_be_written_does_not_stop_training(tmp_path, capsys, fer_sample, monkeypatch,
+                                                                       caplog):
+    from app.core.training import distillation
+
+    blocker = tmp_path / "a file, not a folder"
+    blocker.write_text("in the way")
+    monkeypatch.setenv(distillation.CACHE_ENV, str(blocker))
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING"):
+        assert cli(["train", str(fer_sample), "--out", str(out), "--epochs", "1", "--batch-size", "32",
+                    "--distill-from", str(WIDE)]) == 0
+    assert (out / distillation.TARGETS_NAME).is_file() and (out / "best.h5").is_file()
+    assert "not kept for other runs" in caplog.text
+    assert blocker.read_text() == "in the way"

@@ -14,13 +14,14 @@ import hashlib
 import io
 import json
 import logging
+import os
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from app.core.errors import ModelLoadError
+from app.core.errors import ModelLoadError, OutputError
 from app.core.files import atomic_write_bytes
 from app.core.labels import match_labels
 
@@ -29,6 +30,10 @@ logger = logging.getLogger(__name__)
 #: The teacher's targets, kept in the run folder so that --resume does not score the training set again
 #: (ten crops of the bundled photo ensemble over FER2013's 28,709 images: about 20 minutes on 2 cores).
 TARGETS_NAME = "teacher_targets.npz"
+
+#: Environment variable naming the folder where targets are also kept for other runs (another student, seed
+#: or schedule with the same teacher and data); default $XDG_CACHE_HOME/fer-studio or ~/.cache/fer-studio.
+CACHE_ENV = "FER_STUDIO_CACHE"
 
 
 def teacher_columns(teacher_labels: Sequence[str], data_labels: Sequence[str], teacher_name: str) -> list[int]:
@@ -89,10 +94,23 @@ def targets_key(teacher: Any, images: np.ndarray, labels: np.ndarray, data_label
             "labels": list(data_labels), "weight": float(weight)}
 
 
-def load_cached_targets(folder: Path, key: dict[str, Any]) -> np.ndarray | None:
-    """The targets saved in ``folder`` for exactly ``key``; None when there are none, or they are for
-    another teacher or data, or unreadable (then they are scored again and the file replaced)."""
-    path = Path(folder) / TARGETS_NAME
+def shared_cache_folder() -> Path:
+    """Where teacher targets are kept for other runs: ``$FER_STUDIO_CACHE/teacher-targets``, else
+    ``$XDG_CACHE_HOME/fer-studio/teacher-targets``, else ``~/.cache/fer-studio/teacher-targets``. Deleting it
+    is safe: targets are scored again when missing."""
+    root = os.environ.get(CACHE_ENV)
+    if not root:
+        root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fer-studio")
+    return Path(root).expanduser() / "teacher-targets"
+
+
+def shared_cache_path(key: dict[str, Any]) -> Path:
+    """The shared cache's file for ``key`` (named by the hash of the whole key)."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:24]
+    return shared_cache_folder() / f"{digest}.npz"
+
+
+def _read_targets(path: Path, key: dict[str, Any]) -> np.ndarray | None:
     if key.get("teacher_sha256") is None or not path.is_file():
         return None
     try:
@@ -109,8 +127,34 @@ def load_cached_targets(folder: Path, key: dict[str, Any]) -> np.ndarray | None:
     return targets
 
 
-def save_cached_targets(folder: Path, key: dict[str, Any], targets: np.ndarray) -> Path:
-    """Write ``targets`` and their key to ``folder`` (atomically)."""
+def load_cached_targets(folder: Path, key: dict[str, Any]) -> np.ndarray | None:
+    """The targets saved in ``folder`` for exactly ``key``; None when there are none, or they are for
+    another teacher or data, or unreadable (then they are scored again and the file replaced)."""
+    return _read_targets(Path(folder) / TARGETS_NAME, key)
+
+
+def find_cached_targets(folder: Path, key: dict[str, Any]) -> tuple[np.ndarray | None, str | None]:
+    """(targets, where): the run folder's own targets for ``key`` ("run"), else the shared cache's, saved by
+    another run with the same teacher, data and weight ("shared"), else (None, None)."""
+    targets = load_cached_targets(folder, key)
+    if targets is not None:
+        return targets, "run"
+    if key.get("teacher_sha256") is None:
+        return None, None
+    targets = _read_targets(shared_cache_path(key), key)
+    return (targets, "shared") if targets is not None else (None, None)
+
+
+def save_cached_targets(folder: Path, key: dict[str, Any], targets: np.ndarray, shared: bool = True) -> Path:
+    """Write ``targets`` and their key to ``folder`` (atomically) and, unless ``shared`` is False, to the shared
+    cache for other runs; a shared cache that cannot be written only logs a warning."""
     buffer = io.BytesIO()
     np.savez(buffer, key=np.array(json.dumps(key, sort_keys=True)), targets=np.asarray(targets, np.float32))
-    return atomic_write_bytes(Path(folder) / TARGETS_NAME, buffer.getvalue(), "the teacher's targets")
+    data = buffer.getvalue()
+    path = atomic_write_bytes(Path(folder) / TARGETS_NAME, data, "the teacher's targets")
+    if shared and key.get("teacher_sha256") is not None:
+        try:
+            atomic_write_bytes(shared_cache_path(key), data, "the teacher's targets")
+        except OutputError as exc:
+            logger.warning("not kept for other runs: %s", exc)
+    return path

@@ -254,13 +254,15 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
 
         key = distill.targets_key(teacher, train_split.images, train_split.labels, data.labels,
                                   config.distill_weight)
-        targets = distill.load_cached_targets(out, key)
+        targets, where = distill.find_cached_targets(out, key)
         sink.emit("distilling", teacher=teacher.path, samples=len(train_split), tta=key["tta"],
-                  cached=targets is not None)
+                  cached=where, cache=str(distill.shared_cache_path(key)) if where == "shared" else None)
         if targets is None:
             targets = distill.distillation_targets(teacher, train_split.images, train_split.labels, data.labels,
                                                    config.distill_weight)
             distill.save_cached_targets(out, key, targets)
+        elif where == "shared":  # the run folder keeps its own copy, for --resume and for the record
+            distill.save_cached_targets(out, key, targets, shared=False)
         del teacher
     initial_epoch, best_value, best_epoch = 0, -math.inf, None
     resumed = resume_run(Path(config.resume)) if config.resume else None

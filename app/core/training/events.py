@@ -74,10 +74,15 @@ class ConsoleSink(EventSink):
         elif event == "checkpoint":
             line = f"  saved best model ({f['monitor']} {f['value']:.4f}) to {f['path']}"
         elif event == "distilling":
-            line = (f"  teacher {f['teacher']}: its targets for the {f['samples']} training images, saved by an "
-                    "earlier start of this run" if f.get("cached") else
-                    f"  teacher {f['teacher']} scoring the {f['samples']} training images "
-                    f"(with {f.get('tta', 'flip')} TTA)")
+            if f.get("cached") == "shared":
+                line = (f"  teacher {f['teacher']}: its targets for the {f['samples']} training images, saved by an "
+                        f"earlier run with the same teacher, data and weight ({f.get('cache')})")
+            elif f.get("cached"):
+                line = (f"  teacher {f['teacher']}: its targets for the {f['samples']} training images, saved by an "
+                        "earlier start of this run")
+            else:
+                line = (f"  teacher {f['teacher']} scoring the {f['samples']} training images "
+                        f"(with {f.get('tta', 'flip')} TTA)")
         elif event == "report":
             line = f"validation report: accuracy {f['accuracy']:.4f}, macro-F1 {f['macro_f1']:.4f} -> {f['path']}"
         elif event == "done":
