@@ -72,6 +72,22 @@ def test_all_faces_in_one_traced_call(loaded: LoadedModel) -> None:
     assert classifier._infer.experimental_get_tracing_count() == 1
 
 
+def test_the_frozen_graph_is_called_through_its_flat_signature(loaded: LoadedModel, monkeypatch) -> None:
+    """A frozen graph has no structured signature: trying it first raised (and caught) a TypeError that
+    printed the whole batch into its message, 1 ms of an 8-face call. The classifier calls the flat
+    function directly, with the same numbers."""
+    from tensorflow.python.eager.polymorphic_function.concrete_function import ConcreteFunction
+
+    classifier = EmotionClassifier(loaded, precision="float32")
+
+    def refuse(self, args, kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("called through the structured signature")
+
+    monkeypatch.setattr(ConcreteFunction, "_call_with_structured_signature", refuse)
+    crops = _crops(8, seed=4)
+    np.testing.assert_allclose(classifier.predict(crops), _expected(loaded, crops), atol=1e-5)
+
+
 def test_batched_equals_one_by_one(loaded: LoadedModel) -> None:
     classifier = EmotionClassifier(loaded)
     crops = _crops(4, seed=3)
