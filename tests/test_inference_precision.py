@@ -195,6 +195,6 @@ def test_the_app_loads_a_vgg_at_the_precision_auto_picks_and_says_so(tmp_path, m
                          arch="vgg", crop_from=(48, 48)))
     recognizer = Recognizer()
     info = recognizer.load(str(path))
-    assert info.precision == expected and f", {expected} →" in info.summary()
+    assert info.precision == expected and f", {expected}, own TTA none →" in info.summary()
     result = recognizer.process_photo(np.full((120, 120, 3), 128, np.uint8))
     assert result is not None

@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     pipeline, model_name, make_detector = _build_pipeline(args)
     output.event("ready", model=model_name, detector=args.detector)
     options = AnalysisOptions(every=args.every, annotated_video=args.annotated_video, model_name=model_name,
-                              detector=args.detector, tta=args.tta, reid=not args.no_reid,
+                              detector=args.detector, tta=pipeline.classifier.tta, reid=not args.no_reid,
                               detect_workers=args.detect_threads)
     stop = threading.Event()
     old_handlers = _install_stop(stop)

@@ -47,12 +47,13 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_tta_argument(parser: argparse.ArgumentParser, model_default: bool = False) -> None:
-    """Add --tta [none|flip|crops] (bare: flip; default: none, or with ``model_default`` the model's own)."""
-    default = "the model's own, the one its card reports" if model_default else "none"
+    """Add --tta [own|none|flip|crops] (bare: flip; default: none, or with ``model_default`` the model's own)."""
+    default = "own" if model_default else "none"
     parser.add_argument("--tta", nargs="?", const="flip", default=None if model_default else "none",
-                        choices=("none", "flip", "crops"),
+                        choices=("own", "none", "flip", "crops"),
                         help="test-time augmentation: flip (also when given bare) averages each face with its "
-                        f"mirror image; crops averages ten windows of it (slower); default: {default}")
+                        "mirror image; crops averages ten windows of it (slower); own: the model's own, the one "
+                        f"its card's accuracy was measured with; default: {default}")
 
 
 def add_uncertainty_argument(parser: argparse.ArgumentParser) -> None:

@@ -61,7 +61,7 @@ class AnalysisLauncher:
         options = self._options()
         size = options.get("video_size")
         request = AnalysisRequest(video=str(video), out=str(out or self.out_folder), model=self._model(),
-                                  detector=options.get("detector"), tta=bool(options.get("tta")),
+                                  detector=options.get("detector"), tta=options.get("tta") or "none",
                                   detect_size=None if size is None else int(size),
                                   min_face_size=int(options.get("min_face_size") or 0),
                                   min_score=float(options.get("min_score") or 0.0),

@@ -78,7 +78,7 @@ class MainWindow(QMainWindow):
             self, self.settings, detector_combo=self.detector_combo, video_size_combo=self.video_size_combo,
             min_face_spin=self.min_face_spin, min_score_spin=self.min_score_spin, align_check=self.align_check,
             uncertain_spin=self.uncertain_spin,
-            tta_check=self.tta_check, smoothing_check=self.smoothing_check)
+            tta_combo=self.tta_combo, smoothing_check=self.smoothing_check)
         self._restore_settings()
 
         self.worker = worker or CameraWorker(**self.options.worker_options(), max_pending=2)

@@ -24,6 +24,8 @@ from app.workers.camera_worker import CameraWorker
 logger = logging.getLogger(__name__)
 
 NO_MODEL_TEXT = "No model loaded — choose one. Faces are boxed without labels until then."
+#: How the model box names a model's own test-time augmentation.
+TTA_TEXT = {"none": "none", "flip": "flip", "crops": "ten crops"}
 
 
 class LabelledChart(Protocol):
@@ -111,7 +113,7 @@ class ModelController(QObject):
         colour = "grey" if info.channels == 1 else "RGB"
         self.info_label.setText(
             f"<b>{Path(info.path).name}</b><br>input {w}×{h} {colour}, {info.normalization}, runs in "
-            f"{info.precision}<br>"
+            f"{info.precision}; its own test-time augmentation: {TTA_TEXT.get(info.own_tta, info.own_tta)}<br>"
             f"labels: {', '.join(info.labels)}")
         self.info_label.setToolTip(info.path)
         for chart in self.charts:

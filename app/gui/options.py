@@ -23,6 +23,14 @@ from app.workers.camera_worker import CameraWorker
 
 logger = logging.getLogger(__name__)
 
+#: The test-time augmentation choices (value sent to the worker, text shown), the model's own first.
+TTA_CHOICES: tuple[tuple[str, str], ...] = (
+    ("own", "the model's own"),
+    ("none", "none (fastest)"),
+    ("flip", "flip"),
+    ("crops", "ten crops (slow)"),
+)
+
 DETECTOR_NAMES: dict[str, str] = {
     "hog": "HOG (dlib)",
     "haar": "Haar (OpenCV)",
@@ -35,7 +43,7 @@ class RecognitionOptions(QObject):
 
     def __init__(self, parent: QWidget, settings: AppSettings, *, detector_combo: QComboBox,
                  video_size_combo: QComboBox, min_face_spin: QSpinBox, min_score_spin: QDoubleSpinBox,
-                 align_check: QCheckBox, tta_check: QCheckBox, smoothing_check: QCheckBox,
+                 align_check: QCheckBox, tta_combo: QComboBox, smoothing_check: QCheckBox,
                  uncertain_spin: QDoubleSpinBox) -> None:
         super().__init__(parent)
         self.settings = settings
@@ -44,7 +52,7 @@ class RecognitionOptions(QObject):
         self.min_face_spin = min_face_spin
         self.min_score_spin = min_score_spin
         self.align_check = align_check
-        self.tta_check = tta_check
+        self.tta_combo = tta_combo
         self.smoothing_check = smoothing_check
         self.uncertain_spin = uncertain_spin
         self._worker: CameraWorker | None = None
@@ -64,6 +72,8 @@ class RecognitionOptions(QObject):
                 item.setToolTip(why_not)
         for size in VIDEO_SIZES:
             self.video_size_combo.addItem(f"{size} px wide" if size else "full size (slowest)", size)
+        for mode, label in TTA_CHOICES:
+            self.tta_combo.addItem(label, mode)
 
     def _restore(self) -> None:
         s = self.settings
@@ -75,7 +85,8 @@ class RecognitionOptions(QObject):
         self.min_face_spin.setValue(_number(s.get_str("recognition/min_face_size", "0"), int, 0))
         self.min_score_spin.setValue(_number(s.get_str("recognition/min_score", "0"), float, 0.0))
         self.align_check.setChecked(s.get_bool("recognition/align", False))
-        self.tta_check.setChecked(s.get_bool("recognition/tta", False))
+        tta = _tta_setting(s.get_str("recognition/tta", "own"))
+        self.tta_combo.setCurrentIndex(max(0, self.tta_combo.findData(tta)))
         self.smoothing_check.setChecked(s.get_bool("recognition/smoothing", True))
         self.uncertain_spin.setValue(_number(s.get_str("recognition/uncertain_below", str(DEFAULT_UNCERTAIN_BELOW)),
                                              float, DEFAULT_UNCERTAIN_BELOW))
@@ -87,14 +98,14 @@ class RecognitionOptions(QObject):
         s.set("recognition/min_face_size", self.min_face_spin.value())
         s.set("recognition/min_score", self.min_score_spin.value())
         s.set("recognition/align", self.align_check.isChecked())
-        s.set("recognition/tta", self.tta_check.isChecked())
+        s.set("recognition/tta", self.tta_combo.currentData())
         s.set("recognition/smoothing", self.smoothing_check.isChecked())
         s.set("recognition/uncertain_below", self.uncertain_spin.value())
 
     def worker_options(self) -> dict[str, Any]:
         """The CameraWorker's keyword arguments for the options shown."""
         return {"detector": self.detector_combo.currentData(), "align": self.align_check.isChecked(),
-                "tta": self.tta_check.isChecked(), "smoothing": self.smoothing_check.isChecked(),
+                "tta": self.tta_combo.currentData(), "smoothing": self.smoothing_check.isChecked(),
                 "video_size": self.video_size_combo.currentData(), "min_face_size": self.min_face_spin.value(),
                 "min_score": self.min_score_spin.value(), "uncertain_below": self.uncertain_spin.value()}
 
@@ -106,7 +117,7 @@ class RecognitionOptions(QObject):
         self.min_face_spin.valueChanged.connect(self._on_min_face_spin_valueChanged)
         self.min_score_spin.valueChanged.connect(self._on_min_score_spin_valueChanged)
         self.align_check.toggled.connect(self._on_align_check_toggled)
-        self.tta_check.toggled.connect(self._on_tta_check_toggled)
+        self.tta_combo.activated.connect(self._on_tta_combo_activated)
         self.smoothing_check.toggled.connect(self._on_smoothing_check_toggled)
         self.uncertain_spin.valueChanged.connect(self._on_uncertain_spin_valueChanged)
 
@@ -133,8 +144,8 @@ class RecognitionOptions(QObject):
     def _on_align_check_toggled(self, checked: bool) -> None:
         self._set(True, align=checked)
 
-    def _on_tta_check_toggled(self, checked: bool) -> None:
-        self._set(True, tta=checked)
+    def _on_tta_combo_activated(self, index: int) -> None:
+        self._set(True, tta=self.tta_combo.itemData(index))
 
     def _on_smoothing_check_toggled(self, checked: bool) -> None:
         self._set(False, smoothing=checked)
@@ -150,3 +161,13 @@ def _number(text: str, kind: Callable[[str], Any], default: Any) -> Any:
     except (TypeError, ValueError):
         logger.info("ignoring a bad remembered value %r", text)
         return default
+
+
+def _tta_setting(text: str) -> str:
+    """A remembered TTA choice; the yes/no of the former flip check box reads as flip / the model's own."""
+    value = str(text).strip().lower()
+    if value in ("true", "1"):
+        return "flip"
+    if value in {mode for mode, _ in TTA_CHOICES}:
+        return value
+    return "own"

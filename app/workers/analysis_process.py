@@ -33,7 +33,7 @@ class AnalysisRequest:
     out: str
     model: str | None = None
     detector: str | None = None
-    tta: bool = False
+    tta: bool | str = False  # False/"none", True/"flip", "crops" or "own" (the model's own)
     every: int = 1
     annotated_video: bool = False
     detect_size: int | None = None
@@ -48,8 +48,9 @@ class AnalysisRequest:
             args += ["--model", self.model]
         if self.detector:
             args += ["--detector", self.detector]
-        if self.tta:
-            args.append("--tta")
+        tta = "flip" if self.tta is True else (self.tta or "none")
+        if tta != "none":
+            args += ["--tta", tta]
         if self.detect_size is not None:
             args += ["--detect-size", str(self.detect_size)]
         if self.min_face_size:

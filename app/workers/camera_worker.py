@@ -67,7 +67,7 @@ class CameraWorker(QThread):
     status = pyqtSignal(str)  # transient news for the status bar (reconnecting, ...)
     error = pyqtSignal(str)  # a problem the user should see (bad photo, detector unavailable, ...)
 
-    def __init__(self, detector: str | None = None, *, align: bool = False, tta: bool = False,
+    def __init__(self, detector: str | None = None, *, align: bool = False, tta: bool | str = False,
                  smoothing: bool = True, video_size: int = DEFAULT_VIDEO_SIZE, min_face_size: int = 0,
                  min_score: float = 0.0, uncertain_below: float = DEFAULT_UNCERTAIN_BELOW,
                  max_pending: int | None = None,
@@ -106,7 +106,7 @@ class CameraWorker(QThread):
     def set_detector(self, name: str) -> None:
         self._post(self._cmd_set_detector, name)
 
-    def set_options(self, *, align: bool | None = None, tta: bool | None = None,
+    def set_options(self, *, align: bool | None = None, tta: bool | str | None = None,
                     smoothing: bool | None = None, video_size: int | None = None,
                     min_face_size: int | None = None, min_score: float | None = None,
                     uncertain_below: float | None = None) -> None:

@@ -96,23 +96,26 @@ def test_launcher_adds_the_action_and_passes_the_window_options(qtbot, qsettings
     settings = AppSettings(qsettings)
     settings.set("analysis/out", str(tmp_path / "results"))
     launcher = AnalysisLauncher(window, settings, menu, model=lambda: "/models/m.h5",
-                                options=lambda: {"detector": "haar", "tta": True, "video_size": 320,
+                                options=lambda: {"detector": "haar", "tta": "own", "video_size": 320,
                                                  "min_face_size": 40, "min_score": 0.5, "align": False,
                                                  "uncertain_below": 0.3})
     assert launcher.action in menu.actions() and launcher.action.text() == "Analyze video file…"
     launcher.analyze("/videos/a.mp4")
     assert started == [AnalysisRequest(video="/videos/a.mp4", out=str(tmp_path / "results"),
-                                       model="/models/m.h5", detector="haar", tta=True, detect_size=320,
+                                       model="/models/m.h5", detector="haar", tta="own", detect_size=320,
                                        min_face_size=40, min_score=0.5, uncertain_below=0.3)]
     args = started[0].to_args()
     assert args[:5] == ["analyze", "/videos/a.mp4", "--out", str(tmp_path / "results"), "--events"]
-    assert " ".join(args).endswith("--model /models/m.h5 --detector haar --tta --detect-size 320 "
+    assert " ".join(args).endswith("--model /models/m.h5 --detector haar --tta own --detect-size 320 "
                                    "--min-face-size 40 --min-score 0.5 --uncertain-below 0.3")
     # The arguments are the command's own: its parser accepts them.
     from app.cli import build_parser
 
     parsed = build_parser().parse_args(args)
-    assert parsed.detect_size == 320 and parsed.min_face_size == 40 and parsed.tta
+    assert parsed.detect_size == 320 and parsed.min_face_size == 40 and parsed.tta == "own"
+    # The older yes/no form still means flip; none adds nothing.
+    assert AnalysisRequest(video="v", out="o", tta=True).to_args()[-2:] == ["--tta", "flip"]
+    assert "--tta" not in AnalysisRequest(video="v", out="o", tta="none").to_args()
     assert parsed.uncertain_below == 0.3
 
 

@@ -154,13 +154,14 @@ def test_settings_are_remembered(qtbot, make_window, qsettings, tiny_model_path)
     window = make_window(tiny_model_path)
     qtbot.waitUntil(lambda: window.model_info is not None, timeout=60000)
     window.detector_combo.setCurrentIndex(window.detector_combo.findData("hog"))
-    window.tta_check.setChecked(True)
+    assert window.tta_combo.currentData() == "own"  # the model's own, unless the user chose otherwise
+    window.tta_combo.setCurrentIndex(window.tta_combo.findData("crops"))
     window.smoothing_check.setChecked(False)
     window.loop_check.setChecked(False)
     window.close()
     again = make_window(settings=qsettings)  # no --model: the remembered one is loaded
     assert again.detector_combo.currentData() == "hog"
-    assert again.tta_check.isChecked() and not again.smoothing_check.isChecked()
+    assert again.tta_combo.currentData() == "crops" and not again.smoothing_check.isChecked()
     assert not again.loop_check.isChecked()
     qtbot.waitUntil(lambda: again.model_info is not None, timeout=60000)
     assert again.model_info.path == str(tiny_model_path.resolve())

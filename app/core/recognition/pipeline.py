@@ -215,7 +215,7 @@ def build_pipeline(
         raise DetectorError("alignment needs dlib and face_recognition (for the eye landmarks), which are "
                             "not installed; install them or turn alignment off.")
     loaded = load_model(path, trust=trust, labels=labels, normalization=normalization)
-    own_tta = loaded.spec.tta if tta is None else tta
+    own_tta = loaded.spec.tta if tta in (None, "own") else tta
     return Pipeline(face_detector, EmotionClassifier(loaded, tta=own_tta), align=align,
                     tracker=FaceTracker() if track else None, face_filter=face_filter,
                     uncertain_below=uncertain_below)

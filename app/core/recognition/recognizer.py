@@ -49,11 +49,13 @@ class ModelInfo:
     normalization: str
     spec_source: str = "embedded"
     precision: str = "float32"  # what the classifier computes in (recognition/precision.py)
+    own_tta: str = "none"  # the model's own test-time augmentation (what the "own" option runs)
 
     def summary(self) -> str:
         h, w = self.input_size
         colour = "grey" if self.channels == 1 else "RGB"
-        return f"{Path(self.path).name}: {w}×{h} {colour}, {self.precision} → {', '.join(self.labels)}"
+        return (f"{Path(self.path).name}: {w}×{h} {colour}, {self.precision}, own TTA {self.own_tta} → "
+                f"{', '.join(self.labels)}")
 
 
 class Recognizer:
@@ -63,7 +65,7 @@ class Recognizer:
     succeeded, so an error leaves the previous one running.
     """
 
-    def __init__(self, detector: str | None = None, *, align: bool = False, tta: bool = False,
+    def __init__(self, detector: str | None = None, *, align: bool = False, tta: bool | str = False,
                  video_size: int = DEFAULT_VIDEO_SIZE, smoothing: bool = True, min_face_size: int = 0,
                  min_score: float = 0.0, uncertain_below: float = DEFAULT_UNCERTAIN_BELOW) -> None:
         self.detector_name = detector or DEFAULT_DETECTOR
@@ -100,15 +102,22 @@ class Recognizer:
             # core stays free for capture, detection and drawing. Only possible before TF's first op.
             set_inference_threads(1)
         loaded = load_model(path, trust=trust)
-        classifier = EmotionClassifier(loaded, tta=self.tta)
+        classifier = EmotionClassifier(loaded, tta=self._tta_for(loaded))
         self._check(classifier, loaded)
         self._loaded, self._classifier = loaded, classifier
         spec = loaded.spec
         self.info = ModelInfo(str(path), tuple(spec.labels), tuple(spec.input_size), spec.channels,
-                              spec.normalization, getattr(loaded, "spec_source", "embedded"), classifier.precision)
+                              spec.normalization, getattr(loaded, "spec_source", "embedded"), classifier.precision,
+                              spec.tta)
         self.tracker.reset()  # smoothed probabilities of another label set mean nothing now
         logger.info("model %s ready in %.0f ms", path, (time.perf_counter() - start) * 1000)
         return self.info
+
+    def _tta_for(self, loaded: Any, tta: bool | str | None = None) -> bool | str:
+        """The test-time augmentation to run ``loaded`` with: ``tta`` (default: this recognizer's option),
+        where "own" (or None) means the model's own, the one its card's accuracy was measured with."""
+        wanted = self.tta if tta is None else tta
+        return loaded.spec.tta if wanted in (None, "own") else wanted
 
     @staticmethod
     def _check(classifier: Any, loaded: Any) -> None:
@@ -147,7 +156,7 @@ class Recognizer:
         if tta is not None and tta != self.tta and self._loaded is not None:
             from app.core.recognition.classifier import EmotionClassifier
 
-            classifier = EmotionClassifier(self._loaded, tta=tta)
+            classifier = EmotionClassifier(self._loaded, tta=self._tta_for(self._loaded, tta))
             self._check(classifier, self._loaded)
             self._classifier = classifier
         if tta is not None:
