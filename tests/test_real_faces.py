@@ -28,9 +28,9 @@ def test_bundled_model_labels_real_faces(capsys, data_dir: Path) -> None:
     (justin,) = by_name["justin.jpg"]
     assert justin["label"] == "happy" and justin["score"] > 0.6  # a broad smile
     # The man on the left has a slight closed-mouth smile, the face on the right none: an ambiguous face
-    # (the more accurate photo ensemble calls it sad), so the check is relative, not its top label.
+    # (the photo ensemble and the default distilled from it call it sad, happy about 0.1; mini_XCEPTION gave
+    # happy 0.34), so the check is relative, not its top label or a level of happy.
     smiling, other = sorted(by_name["two_people.jpg"], key=lambda f: f["box"][0])
-    assert smiling["probabilities"]["happy"] > 0.25
     assert smiling["probabilities"]["happy"] > 3 * other["probabilities"]["happy"]
     labels = {f["label"] for faces in by_name.values() for f in faces}
     assert len(labels) >= 3, labels  # happy, and the stern jurors' neutral / sad at least
