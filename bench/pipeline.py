@@ -66,7 +66,7 @@ def stand_in_model(folder: Path) -> Path:
 
 
 def run_detector(video: Path, model: Path, detector: str, frames: int, warmup: int, align: bool,
-                 tta: bool, video_size: int) -> dict[str, Any]:
+                 tta: str, video_size: int) -> dict[str, Any]:
     import cv2
 
     from app.core.recognition.recognizer import Recognizer
@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"long side (px) faces are searched at, as the app's 'Video detection' setting "
                         f"(default {DEFAULT_VIDEO_SIZE}; 0 = the detector's own default, as for photos)")
     parser.add_argument("--align", action="store_true", help="rotate faces so the eyes are level")
-    parser.add_argument("--tta", action="store_true", help="average each face and its mirror image")
+    parser.add_argument("--tta", nargs="?", const="flip", default="own", choices=("own", "none", "flip", "crops"),
+                        help="test-time augmentation, as the window's option (default own: the model's own; "
+                        "bare: flip)")
     parser.add_argument("--json", action="store_true", help="one JSON object per detector per line")
     parser.add_argument("--threads", type=int, default=1,
                         help="TensorFlow threads per op (default 1, as the app's camera worker; 0: TF's choice)")
