@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 
 TTA_MODES: tuple[str, ...] = ("none", "flip", "crops")
+#: The TTA option that means the model's own (its metadata's; the one its card's accuracy was measured with).
+OWN_TTA = "own"
 #: A face whose top calibrated probability is below this is shown as "uncertain" (window and CLI option).
 DEFAULT_UNCERTAIN_BELOW = 0.4
 
@@ -66,13 +68,16 @@ def is_uncertain(probabilities: np.ndarray, threshold: float) -> bool:
 
 
 class EmotionClassifier:
-    """Turn face crops of any size into calibrated class probabilities with one compiled model call."""
+    """Turn face crops of any size into calibrated class probabilities with one compiled model call.
+
+    ``tta``: "none" (or False), "flip" (or True), "crops", or "own": the model's own (its metadata's).
+    """
 
     def __init__(self, loaded: LoadedModel, tta: bool | str = False, warm_up: bool = True,
                  calibrated: bool = True, precision: str = "auto") -> None:
         self.loaded = loaded
         self.spec: ModelSpec = loaded.spec
-        self.tta = tta_mode(tta)
+        self.tta = tta_mode(loaded.spec.tta if tta == OWN_TTA else tta)
         self.temperature = float(self.spec.temperature) if calibrated else 1.0
         if not self.temperature > 0:
             logger.warning("%s: ignoring a temperature of %s", loaded.path, self.spec.temperature)

@@ -21,7 +21,7 @@ import numpy as np
 
 from app.core.errors import DetectorError, ModelLoadError
 from app.core.model_io import default_model_path, load_model
-from app.core.recognition.classifier import DEFAULT_UNCERTAIN_BELOW, EmotionClassifier, is_uncertain
+from app.core.recognition.classifier import DEFAULT_UNCERTAIN_BELOW, OWN_TTA, EmotionClassifier, is_uncertain
 from app.core.recognition.detection import (
     DEFAULT_DETECTOR,
     Detection,
@@ -215,7 +215,6 @@ def build_pipeline(
         raise DetectorError("alignment needs dlib and face_recognition (for the eye landmarks), which are "
                             "not installed; install them or turn alignment off.")
     loaded = load_model(path, trust=trust, labels=labels, normalization=normalization)
-    own_tta = loaded.spec.tta if tta in (None, "own") else tta
-    return Pipeline(face_detector, EmotionClassifier(loaded, tta=own_tta), align=align,
+    return Pipeline(face_detector, EmotionClassifier(loaded, tta=OWN_TTA if tta is None else tta), align=align,
                     tracker=FaceTracker() if track else None, face_filter=face_filter,
                     uncertain_below=uncertain_below)

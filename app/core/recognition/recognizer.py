@@ -102,7 +102,7 @@ class Recognizer:
             # core stays free for capture, detection and drawing. Only possible before TF's first op.
             set_inference_threads(1)
         loaded = load_model(path, trust=trust)
-        classifier = EmotionClassifier(loaded, tta=self._tta_for(loaded))
+        classifier = EmotionClassifier(loaded, tta=self.tta)
         self._check(classifier, loaded)
         self._loaded, self._classifier = loaded, classifier
         spec = loaded.spec
@@ -112,12 +112,6 @@ class Recognizer:
         self.tracker.reset()  # smoothed probabilities of another label set mean nothing now
         logger.info("model %s ready in %.0f ms", path, (time.perf_counter() - start) * 1000)
         return self.info
-
-    def _tta_for(self, loaded: Any, tta: bool | str | None = None) -> bool | str:
-        """The test-time augmentation to run ``loaded`` with: ``tta`` (default: this recognizer's option),
-        where "own" (or None) means the model's own, the one its card's accuracy was measured with."""
-        wanted = self.tta if tta is None else tta
-        return loaded.spec.tta if wanted in (None, "own") else wanted
 
     @staticmethod
     def _check(classifier: Any, loaded: Any) -> None:
@@ -156,7 +150,7 @@ class Recognizer:
         if tta is not None and tta != self.tta and self._loaded is not None:
             from app.core.recognition.classifier import EmotionClassifier
 
-            classifier = EmotionClassifier(self._loaded, tta=self._tta_for(self._loaded, tta))
+            classifier = EmotionClassifier(self._loaded, tta=tta)
             self._check(classifier, self._loaded)
             self._classifier = classifier
         if tta is not None:
