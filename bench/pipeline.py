@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"long side (px) faces are searched at, as the app's 'Video detection' setting "
                         f"(default {DEFAULT_VIDEO_SIZE}; 0 = the detector's own default, as for photos)")
     parser.add_argument("--align", action="store_true", help="rotate faces so the eyes are level")
-    parser.add_argument("--tta", nargs="?", const="flip", default="own", choices=("own", "none", "flip", "crops"),
+    from app.core.recognition.classifier import OWN_TTA, TTA_MODES
+
+    parser.add_argument("--tta", nargs="?", const="flip", default=OWN_TTA, choices=(OWN_TTA, *TTA_MODES),
                         help="test-time augmentation, as the window's option (default own: the model's own; "
                         "bare: flip)")
     parser.add_argument("--json", action="store_true", help="one JSON object per detector per line")

@@ -48,9 +48,11 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_tta_argument(parser: argparse.ArgumentParser, model_default: bool = False) -> None:
     """Add --tta [own|none|flip|crops] (bare: flip; default: none, or with ``model_default`` the model's own)."""
-    default = "own" if model_default else "none"
+    from app.core.recognition.classifier import OWN_TTA, TTA_MODES
+
+    default = OWN_TTA if model_default else "none"
     parser.add_argument("--tta", nargs="?", const="flip", default=None if model_default else "none",
-                        choices=("own", "none", "flip", "crops"),
+                        choices=(OWN_TTA, *TTA_MODES),
                         help="test-time augmentation: flip (also when given bare) averages each face with its "
                         "mirror image; crops averages ten windows of it (slower); own: the model's own, the one "
                         f"its card's accuracy was measured with; default: {default}")

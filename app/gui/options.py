@@ -15,7 +15,7 @@ from typing import Any
 from PyQt5.QtCore import QObject
 from PyQt5.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QSpinBox, QWidget
 
-from app.core.recognition.classifier import DEFAULT_UNCERTAIN_BELOW
+from app.core.recognition.classifier import DEFAULT_UNCERTAIN_BELOW, OWN_TTA, TTA_MODES
 from app.core.recognition.detection import DEFAULT_DETECTOR, DETECTORS, detector_available
 from app.core.recognition.recognizer import DEFAULT_VIDEO_SIZE, VIDEO_SIZES
 from app.gui.settings import AppSettings
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 #: The test-time augmentation choices (value sent to the worker, text shown), the model's own first.
 TTA_CHOICES: tuple[tuple[str, str], ...] = (
-    ("own", "the model's own"),
+    (OWN_TTA, "the model's own"),
     ("none", "none (fastest)"),
     ("flip", "flip"),
     ("crops", "ten crops (slow)"),
@@ -168,6 +168,6 @@ def _tta_setting(text: str) -> str:
     value = str(text).strip().lower()
     if value in ("true", "1"):
         return "flip"
-    if value in {mode for mode, _ in TTA_CHOICES}:
+    if value in (OWN_TTA, *TTA_MODES):
         return value
     return "own"

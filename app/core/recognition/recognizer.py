@@ -138,7 +138,7 @@ class Recognizer:
         self.video_size = int(size)
         self._detectors[True] = detector
 
-    def set_options(self, *, align: bool | None = None, tta: bool | None = None,
+    def set_options(self, *, align: bool | None = None, tta: bool | str | None = None,
                     smoothing: bool | None = None, min_face_size: int | None = None,
                     min_score: float | None = None, uncertain_below: float | None = None) -> None:
         """Change options between frames; a bad filter value raises ValueError and changes nothing."""
