@@ -10,10 +10,14 @@ members), on the same real FER2013 Training rows, batch size and number of steps
   net gets the centre crops of the rows at its input size, since ImageDataGenerator cannot crop.
 - ours, exactly as ``fer-studio train`` runs it: ``engine.build_training_model`` (batch norm through
   TensorFlow's fused kernel, ``--precision auto``: bfloat16 where the CPU has it and the net gains, and
-  there the kernel gradient of convolutions on small maps as a forward convolution) fed by
+  there the kernel gradient of convolutions on small maps as a forward convolution; ``--batch-shards
+  auto``: each batch in one shard per core, side by side, for the nets that gain, mini_XCEPTION) fed by
   ``data.train_stream`` (tf.data: gather, normalise and one affine warp per image with the random crop,
   in parallel with the step, prefetched).
 - model only: our model on one fixed batch, repeated: the ceiling for any input pipeline.
+
+Every side trains in a fresh process of its own (this script run with ``--side``): batch shards fix
+TensorFlow's thread pools for a whole process, and the reference must keep TensorFlow's defaults.
 
 Bench-only dependencies (never in install_requires): ``tf_keras`` (``pip install "tf_keras==2.21.*"``)
 and ``scipy`` (ImageDataGenerator's rotations/shifts/zooms use scipy.ndimage). Without them only our
@@ -35,6 +39,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -86,13 +91,26 @@ def reference_model(config):
     return model
 
 
-def our_model(config):
-    """The training model exactly as ``fer-studio train`` builds it (precision auto, fused batch norm)."""
+def our_shards(config) -> tuple[int, str]:
+    """(shards, why) as ``fer-studio train`` sets them up, first thing in the process."""
+    from app.core.training.batch_shards import plan_shards, start_threads
+
+    plan = plan_shards(config.batch_shards, config.arch, config.batch_size)
+    refused = start_threads(plan.shards) if plan.shards > 1 else None
+    return (1, refused) if refused else (plan.shards, plan.why)
+
+
+def our_model(config, shards: int = 1):
+    """The training model exactly as ``fer-studio train`` builds it (precision auto, fused batch norm, the
+    batch in shards where the run would split it)."""
+    from app.core.training.batch_shards import use_batch_shards
     from app.core.training.engine import build_training_model
     from app.core.training.fast_layers import resolve_precision
 
     precision, _ = resolve_precision(config.precision, config.arch)
-    return build_training_model(config, 7, precision)[0]
+    model = build_training_model(config, 7, precision)[0]
+    use_batch_shards(model, shards)
+    return model
 
 
 def our_dataset(config, x: np.ndarray, y: np.ndarray):
@@ -241,8 +259,57 @@ def pipeline_rate(iterator, batches: int, batch_size: int) -> float:
     return batches * batch_size / (time.perf_counter() - start)
 
 
+SIDES = ("model only", "ours", "reference")
+
+
+def run_side(side: str, spec: str, args: argparse.Namespace) -> tuple[float, str]:
+    """Train one side in a fresh process (``--side``); returns its images/s and what it said of itself."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--side", side, "--archs", spec, "--data",
+               str(args.data), "--rows", str(args.rows), "--batch-size", str(args.batch_size), "--steps",
+               str(args.steps), "--epochs", str(args.epochs)]
+    proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RATE ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"the {side} side of {spec} failed:\n{proc.stderr[-2000:]}")
+    _, rate, described = lines[-1].split(" ", 2)
+    return float(rate), described
+
+
+def side_main(side: str, spec: str, x: np.ndarray, y: np.ndarray, args: argparse.Namespace) -> int:
+    """The child process of one side: set up as ``fer-studio train`` would, train, print ``RATE images/s how``."""
+    config = arch_config(spec, args.batch_size)
+    if side == "reference":
+        from app.core.training.augment import center_crop
+
+        ref, ref_name = reference_iterator(center_crop(x, (config.crop, config.crop)) if config.crop else x, y,
+                                           args.batch_size)
+        if ref is None:
+            print(ref_name, file=sys.stderr)
+            return 3
+        rate = train_rate(lambda: reference_model(config), ref, args.steps, args.epochs, args.batch_size)
+        print(f"RATE {rate:.1f} float32, stock Keras, TensorFlow's default threads")
+        return 0
+    shards, why = our_shards(config)  # first: it fixes the process's thread pools
+    from app.core.training.data import even_batch_size
+    from app.core.training.fast_layers import resolve_precision
+
+    batch = even_batch_size(args.batch_size, shards)
+    config = arch_config(spec, batch)
+    ours, _ = our_dataset(config, x, y)
+    if side == "model only":
+        first_x, first_y = next(batch_iterator(ours))
+        data = fixed_batches(first_x, first_y)
+    else:
+        data = ours
+    rate = train_rate(lambda: our_model(config, shards), data, args.steps, args.epochs, batch)
+    precision, _ = resolve_precision(config.precision, config.arch)
+    print(f"RATE {rate:.1f} {precision}, {shards} shard(s) a batch: {why}")
+    return 0
+
+
 def bench_arch(spec: str, x: np.ndarray, y: np.ndarray, args: argparse.Namespace) -> dict[str, float]:
-    """Interleaved rounds of model only / ours / reference for one architecture; prints and returns medians."""
+    """Interleaved rounds of model only / ours / reference for one architecture, each side in a process of
+    its own; prints and returns the medians."""
     from app.core.training.augment import center_crop
     from app.core.training.fast_layers import resolve_precision
 
@@ -258,28 +325,24 @@ def bench_arch(spec: str, x: np.ndarray, y: np.ndarray, args: argparse.Namespace
           f"images/s   [{ours_name}]")
     if ref is not None:
         print(f"input only  reference : {pipeline_rate(ref, args.steps, args.batch_size):9.0f} images/s   [{ref_name}]")
-    first_x, first_y = next(batch_iterator(ours))
-    sides = {"model only": (lambda: our_model(config), lambda: fixed_batches(first_x, first_y)),
-             "ours": (lambda: our_model(config), lambda: ours)}
-    if ref is not None:
-        sides["reference"] = (lambda: reference_model(config), lambda: ref)
+    names = [side for side in SIDES if side != "reference" or ref is not None]
     # Interleave the sides, rotating which goes first, and keep each side's median: on a shared machine the
     # load changes from minute to minute, and a fixed order would bias the ratio.
-    rates: dict[str, list[float]] = {name: [] for name in sides}
-    names = list(sides)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    described: dict[str, str] = {}
     for round_ in range(args.repeats):
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
-            make_model, data = sides[name]
-            rates[name].append(train_rate(make_model, data(), args.steps, args.epochs, args.batch_size))
+            rate, described[name] = run_side(name, spec, args)
+            rates[name].append(rate)
         print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()) + " images/s")
     median = {name: float(np.median(values)) for name, values in rates.items()}
     print(f"training    model only: {median['model only']:9.0f} images/s   [one fixed batch repeated: the ceiling]")
-    print(f"training    ours      : {median['ours']:9.0f} images/s")
+    print(f"training    ours      : {median['ours']:9.0f} images/s   [{described['ours']}]")
     if ref is None:
         print(ref_name)
         return median
-    print(f"training    reference : {median['reference']:9.0f} images/s")
+    print(f"training    reference : {median['reference']:9.0f} images/s   [{described['reference']}]")
     print(f"ratio ours / reference: {median['ours'] / median['reference']:.2f}x")
     return median
 
@@ -295,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=32, help="training steps per epoch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per side; the first is not timed")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds; the median is kept")
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one side in this process (run_side)
     args = parser.parse_args(argv)
     if args.batch_size % 2:
         parser.error("use an even --batch-size: odd training batches crash TF 2.21 with oneDNN on")
@@ -306,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     x, y = read_training_rows(args.data, args.rows)
     n = len(x) - len(x) % args.batch_size
     x, y = x[:n], y[:n]
+    if args.side:
+        return side_main(args.side, args.archs[0], x, y, args)
     print(f"{backend_description()}, {os.cpu_count()} CPU(s) visible; {n} real FER2013 Training rows, batch "
           f"{args.batch_size}, {args.steps} steps x {args.epochs - 1} timed epoch(s) per side")
     results = {spec: bench_arch(spec, x, y, args) for spec in args.archs}

@@ -74,6 +74,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="the teacher's share of each target, in (0, 1] (default 0.5)")
     parser.add_argument("--distribute", **flag,
                         help="tf.distribute: MirroredStrategy over local devices, MultiWorker with TF_CONFIG")
+    parser.add_argument("--batch-shards", metavar="auto|N",
+                        help="split each batch into N shards computed side by side, one core each (TensorFlow): "
+                             "auto (default) uses one shard per core for mini_XCEPTION-style nets when each gets at "
+                             "least 32 images, else whole batches; 1 turns it off. Batch norm then normalises each "
+                             "shard by its own statistics")
     parser.add_argument("--events", choices=("jsonl",), default=None, help="machine-readable progress on stdout")
 
 
@@ -81,7 +86,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 _SAME_NAME = ("data", "out", "arch", "l2", "width", "crop", "precision", "epochs", "batch_size", "lr", "optimizer",
               "schedule", "weight_decay", "augment", "augment_strength", "mixup", "random_erasing", "class_weights",
               "oversample", "focal_loss", "label_smoothing", "val_split", "patience", "seed", "max_samples",
-              "init_from", "distill_from", "distill_weight", "distribute")
+              "init_from", "distill_from", "distill_weight", "distribute", "batch_shards")
 
 
 def given_options(args: argparse.Namespace) -> dict[str, object]:
@@ -121,6 +126,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:  # noqa: F821 - impor
     if changed:
         logger.warning("resuming with changed settings: %s", ", ".join(f"{k}={v}" for k, v in changed.items()))
     merged = {**saved, **given, "resume": resume}
+    merged.setdefault("batch_shards", "1")  # a run saved before --batch-shards existed goes on as it started
     merged["extra"] = {**(saved.get("extra") or {}), "resumed_with": extra["command"]}
     if saved.get("init_from") and "init_from" not in given:
         # The run started from that model's weights; its checkpoint holds them now.

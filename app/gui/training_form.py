@@ -150,7 +150,10 @@ def start_log_line(event: dict) -> str:
     initial = int(event.get("initial_epoch") or 0)
     return (f"Training {event.get('arch', '?')} on {event.get('train_samples', '?')} images "
             f"({event.get('val_samples', '?')} for validation), {len(event.get('labels') or [])} classes, "
-            f"batch {event.get('batch_size', '?')}, {event.get('steps_per_epoch', '?')} steps per epoch"
+            f"batch {event.get('batch_size', '?')}"
+            + (f" in {event['shards']} shards side by side" if int(event.get("shards") or 1) > 1 else "")
+            + (f" over {event['replicas']} replicas" if int(event.get("replicas") or 1) > 1 else "")
+            + f", {event.get('steps_per_epoch', '?')} steps per epoch"
             + (f", resuming after epoch {initial}" if initial else "") + f" -> {event.get('out', '?')}"
             + (f"; starting from {event['init_from']}" if event.get("init_from") else ""))
 

@@ -71,6 +71,7 @@ class TrainConfig:
     distill_from: str | None = None  # a teacher model whose probabilities are blended into the targets
     distill_weight: float = 0.5  # the teacher's share of each target
     distribute: bool = False
+    batch_shards: str = "auto"  # each batch in N shards computed side by side, a core each: auto | N
     extra: dict[str, Any] = field(default_factory=dict)
 
     def default_lr(self) -> float:
@@ -189,17 +190,18 @@ def build_training_model(config: TrainConfig, num_classes: int, precision: str) 
     return model, base
 
 
-def _strategy(config: TrainConfig) -> Any:
+def _strategy(config: TrainConfig) -> tuple[Any, str]:
+    """(the --distribute strategy or None, what it is)."""
     if not config.distribute:
-        return None
+        return None, "one device"
     import keras
     import tensorflow as tf
 
     if keras.backend.backend() != "tensorflow":
         raise ValueError("--distribute uses tf.distribute and needs the TensorFlow backend")
     if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.MirroredStrategy()
+        return tf.distribute.MultiWorkerMirroredStrategy(), "--distribute with TF_CONFIG"
+    return tf.distribute.MirroredStrategy(), "--distribute over the local devices"
 
 
 def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | None = None) -> TrainResult:
@@ -207,6 +209,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     import keras
 
     from app.core.training.architectures import check_l2, check_width
+    from app.core.training.batch_shards import ShardPlan, plan_shards, start_threads, use_batch_shards
     from app.core.training.callbacks import CheckpointCallback, CosineSchedule, ProgressCallback, StoppedMidEpoch
     from app.core.training.data import balanced_class_weights, eval_arrays, even_batch_size, process_seed, train_stream
     from app.core.training.fast_layers import (
@@ -230,6 +233,15 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     logger.info("training in %s (%s)", precision, why)
     if config.resume and config.init_from:
         raise ValueError("--resume continues a run with its own weights; it cannot be combined with --init-from")
+    shard_plan = plan_shards(config.batch_shards, config.arch, config.batch_size, distribute=config.distribute)
+    if shard_plan.shards > 1:  # before any model loads: thread pools are fixed when TensorFlow's runtime starts
+        refused = start_threads(shard_plan.shards)
+        if refused:
+            logger.warning("training with whole batches: %s", refused)
+            shard_plan = ShardPlan(1, refused)
+    logger.info("batches in %d shard(s): %s", shard_plan.shards, shard_plan.why)
+    strategy, replicas_why = _strategy(config)
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     source = _load_init_source(Path(config.init_from), config) if config.init_from else None
     teacher = _load_teacher(Path(config.distill_from), config) if config.distill_from else None
     if source is not None and source.spec.normalization != config.normalization:
@@ -244,9 +256,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
         train_split = _subsample(train_split, config.max_samples, config.seed)
     num_classes = len(data.labels)
 
-    strategy = _strategy(config)
-    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
-    batch = even_batch_size(config.batch_size, replicas)
+    batch = even_batch_size(config.batch_size, replicas * shard_plan.shards)
     weights = balanced_class_weights(train_split.labels, num_classes) if config.class_weights else None
     targets = None
     if teacher is not None:
@@ -289,6 +299,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
         model, base = build_training_model(config, num_classes, precision)
     # (again: a resumed model is loaded with stock calls)
     fused, small_maps = use_fused_batch_norm(model), use_small_map_convolutions(model)
+    shards = use_batch_shards(model, shard_plan.shards)
     transfer = None
     if source is not None:
         from app.core.training.weight_transfer import transfer_weights
@@ -298,7 +309,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
 
     info_base = {"dataset": str(data.source.name), "dataset_kind": data.kind, "dataset_fingerprint": data.fingerprint,
                  "splits": data.split_names, "train_samples": len(train_split), "val_samples": len(val_split),
-                 "batch_size": batch, "config": _jsonable(asdict(config))}
+                 "batch_size": batch, "batch_shards": shards, "config": _jsonable(asdict(config))}
     if transfer is not None:
         info_base["init_from"] = {"model": transfer.source.name, "layers": transfer.layers_copied,
                                   "head_classes": list(transfer.head_classes),
@@ -335,7 +346,9 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
 
     sink.emit("start", epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps, batch_size=batch,
               train_samples=len(train_split), val_samples=len(val_split), labels=list(data.labels), arch=config.arch,
-              out=str(out), replicas=replicas, init_from=transfer.describe() if transfer else None,
+              out=str(out), replicas=replicas, replicas_reason=replicas_why, shards=shards,
+              shards_reason=shard_plan.why,
+              init_from=transfer.describe() if transfer else None,
               precision=precision, precision_reason=why, fused_batch_norm=fused, small_map_convolutions=small_maps,
               input_shape=[*config.model_input_size, config.channels], stream_seed=config.seed,
               stream_start_batch=initial_epoch * steps, process_seed=seed)

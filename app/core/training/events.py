@@ -65,6 +65,12 @@ class ConsoleSink(EventSink):
         if event == "start":
             line = (f"training {f['arch']} on {f['train_samples']} images ({f['val_samples']} for validation), "
                     f"{f['epochs']} epochs of {f['steps_per_epoch']} batches of {f['batch_size']} -> {f['out']}")
+            if f.get("precision"):
+                line += f"\n  {f['precision']} ({f.get('precision_reason')})"
+                if f.get("shards", 1) > 1:
+                    line += f"; each batch in {f['shards']} shards side by side ({f.get('shards_reason')})"
+                if f.get("replicas", 1) > 1:
+                    line += f"; {f['replicas']} replicas ({f.get('replicas_reason')})"
             if f.get("init_from"):
                 line += f"\n  starting from {f['init_from']}"
         elif event == "epoch_end":

@@ -17,12 +17,16 @@ takes bfloat16 only where the hardware runs it natively (AVX512-BF16 or AMX on t
 the architecture gains from it (ordinary convolutions; depthwise-separable ones run slower).
 ``float32_copy`` rebuilds a mixed-precision model in float32 with the same weights, for saving.
 
+``combine_shard_moments`` lets a step that runs the model once per shard of its batch (batch_shards) update
+the moving statistics once, with the whole batch's moments.
+
 ``use_small_map_convolutions`` computes the kernel gradient of bfloat16 convolutions on small maps (a
 VGG's last block) as a forward convolution, which oneDNN runs 2-3x faster than its own backward kernel there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import types
 from pathlib import Path
@@ -66,9 +70,11 @@ def _fused_call(self: Any, inputs: Any, training: Any = None, mask: Any = None) 
         # The kernel returns the unbiased batch variance; the stock layer averages the biased one.
         n = tf.cast(tf.size(x) // channels, tf.float32)
         variance = variance * (n - 1.0) / tf.maximum(n, 1.0)
-        momentum = self.momentum
-        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
-        self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
+        shard_moments = getattr(self, "_fer_shard_moments", None)
+        if shard_moments is not None:  # a sharded step updates the moving statistics once, for the whole batch
+            shard_moments.append((mean, variance))
+        else:
+            _update_moving_statistics(self, mean, variance)
     else:
         y, *_ = tf.raw_ops.FusedBatchNormV3(
             x=x, scale=scale, offset=offset, mean=tf.cast(self.moving_mean, tf.float32),
@@ -77,6 +83,40 @@ def _fused_call(self: Any, inputs: Any, training: Any = None, mask: Any = None) 
     if rank == 2:
         y = tf.reshape(y, tf.shape(inputs))
     return tf.cast(y, self.compute_dtype)
+
+
+def _update_moving_statistics(layer: Any, mean: Any, variance: Any) -> None:
+    momentum = layer.momentum
+    layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
+    layer.moving_variance.assign(layer.moving_variance * momentum + variance * (1.0 - momentum))
+
+
+def _pooled_moments(parts: list[tuple[Any, Any]]) -> tuple[Any, Any]:
+    """The mean and biased variance of equal-sized parts pooled, from each part's mean and biased variance."""
+    import tensorflow as tf
+
+    mean = tf.add_n([m for m, _ in parts]) / len(parts)
+    mean_square = tf.add_n([v + tf.square(m) for m, v in parts]) / len(parts)
+    return mean, mean_square - tf.square(mean)
+
+
+@contextlib.contextmanager
+def combine_shard_moments(model: Any) -> Iterator[None]:
+    """While a training step calls ``model`` once per shard of its batch (batch_shards), the fused batch-norm
+    layers keep each shard's moments; at the end each layer's moving statistics are updated once, with the
+    whole batch's mean and biased variance, as one call on the whole batch would."""
+    layers = [layer for layer in nested_layers(model)
+              if getattr(getattr(layer, "call", None), "__func__", None) is _fused_call]
+    for layer in layers:  # plain attributes (object.__setattr__): not tracked by Keras
+        object.__setattr__(layer, "_fer_shard_moments", [])
+    try:
+        yield
+        for layer in layers:
+            if layer._fer_shard_moments:
+                _update_moving_statistics(layer, *_pooled_moments(layer._fer_shard_moments))
+    finally:
+        for layer in layers:
+            object.__delattr__(layer, "_fer_shard_moments")
 
 
 def use_fused_batch_norm(model: Any) -> int:
