@@ -18,8 +18,9 @@ layer does: the shards' moments are combined (fast_layers' fused batch norm hand
 Thread pools are fixed when TensorFlow's runtime starts: ``engine.train`` calls ``start_threads`` before it
 loads any model. They hold for the whole process, so what else the run computes runs on one thread an op
 too: the teacher pass of ``--distill-from`` measured about 10% slower (the photo ensemble's ten crops,
-28-32 -> 25-29 images/s), against a quarter less time per training epoch. Where that is too late (a model already ran in the process), the batch stays whole and
-the log says why. The saved model is the stock one: only the training step of the model object changes.
+28-32 -> 25-29 images/s), against a quarter less time per training epoch. Where it is too late to set
+them (a model already ran in the process), the batch stays whole and the log says why. The saved model is
+the stock one: only the training step of the model object changes.
 """
 
 from __future__ import annotations
@@ -108,6 +109,11 @@ def start_threads(shards: int, cores: int | None = None) -> str | None:
     return None
 
 
+def _add(a: Any, b: Any) -> Any:
+    """Two shards' gradients of one weight summed (None: the weight does not reach the loss)."""
+    return b if a is None else a if b is None else a + b
+
+
 def _sharded_train_step(self: Any, data: Any) -> Any:
     """Keras's TensorFlow train_step with the batch in ``self._fer_shards`` shards (bound to a model)."""
     import tensorflow as tf
@@ -128,11 +134,11 @@ def _sharded_train_step(self: Any, data: Any) -> Any:
                 loss = self._compute_loss(x=x_part, y=y_part, y_pred=y_pred, sample_weight=w_part, training=True)
                 scaled = self.optimizer.scale_loss(loss) if self.optimizer is not None else loss
             part = tape.gradient(scaled, trainable)
-            gradients = part if gradients is None else [a + b for a, b in zip(gradients, part)]
+            gradients = part if gradients is None else [_add(a, b) for a, b in zip(gradients, part)]
             predictions.append(y_pred)
             losses.append(loss)
     self._loss_tracker.update_state(tf.add_n(losses) / n, sample_weight=tf.shape(x)[0])
-    self.optimizer.apply_gradients(zip([g / n for g in gradients], trainable))
+    self.optimizer.apply_gradients(zip([None if g is None else g / n for g in gradients], trainable))
     return self.compute_metrics(x, y, tf.concat(predictions, 0), sample_weight=sample_weight)
 
 
