@@ -14,7 +14,7 @@ import pytest
 from PyQt5.QtCore import QSettings
 
 from app.gui.training_dialog import TrainingDialog
-from app.gui.training_form import eta_text, format_duration
+from app.gui.training_form import eta_text, format_duration, start_log_line
 
 RUN_TIMEOUT_MS = 240_000  # generous: the machine may be busy with other training
 
@@ -231,6 +231,14 @@ def test_format_duration_and_eta():
     assert format_duration(5) == "0:05" and format_duration(75) == "1:15" and format_duration(3725) == "1:02:05"
     # 10 s for 25 of 100 steps of epoch 2 of 4; earlier epochs took 50 s: 30 s left here, then 2 x 50 s.
     assert eta_text(10.0, 2, 25, 100, 4, [50.0]) == "epoch 0:30 left · run ~2:10"
+
+
+def test_the_start_line_says_how_a_batch_is_split():
+    event = {"arch": "mini_xception", "train_samples": 100, "val_samples": 20, "labels": list("abcdefg"),
+             "batch_size": 64, "steps_per_epoch": 2, "out": "run", "shards": 2, "replicas": 1}
+    assert "batch 64 in 2 shards side by side, 2 steps per epoch" in start_log_line(event)
+    assert "batch 64, 2 steps" in start_log_line({**event, "shards": 1})
+    assert "batch 64 over 4 replicas, 2 steps" in start_log_line({**event, "shards": 1, "replicas": 4})
 
 
 def test_resume_is_offered_only_for_what_the_engine_writes(tmp_path):
