@@ -126,3 +126,12 @@ def test_a_run_saved_before_shards_existed_resumes_whole(tmp_path: Path) -> None
     assert build_config(args).batch_shards == "1"
     args = build_parser().parse_args(["train", "--resume", str(run), "--batch-shards", "auto"])
     assert build_config(args).batch_shards == "auto"
+
+
+def test_a_bad_setting_is_refused_before_anything_is_written(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from app.cli import main as cli
+
+    out = tmp_path / "run"
+    assert cli(["train", str(DATA), "--out", str(out), "--batch-shards", "two"]) != 0
+    assert "--batch-shards must be auto or a whole number" in capsys.readouterr().err
+    assert not out.exists()

@@ -210,6 +210,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
 
     from app.core.training.architectures import check_l2, check_width
     from app.core.training.batch_shards import ShardPlan, plan_shards, start_threads, use_batch_shards
+    from app.core.training.batch_shards import parse_setting as parse_shards_setting
     from app.core.training.callbacks import CheckpointCallback, CosineSchedule, ProgressCallback, StoppedMidEpoch
     from app.core.training.data import balanced_class_weights, eval_arrays, even_batch_size, process_seed, train_stream
     from app.core.training.fast_layers import (
@@ -222,6 +223,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     sink = sink or EventSink()
     stop = stop or StopFlag()
     out = Path(config.out)
+    parse_shards_setting(config.batch_shards)  # bad input is refused before the output folder is made
     check_output_folder(out, resume=bool(config.resume))
     if config.optimizer not in OPTIMIZERS or config.schedule not in SCHEDULES:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, schedule one of {SCHEDULES}")
