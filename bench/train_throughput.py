@@ -93,11 +93,10 @@ def reference_model(config):
 
 def our_shards(config) -> tuple[int, str]:
     """(shards, why) as ``fer-studio train`` sets them up, first thing in the process."""
-    from app.core.training.batch_shards import plan_shards, start_threads
+    from app.core.training.batch_shards import start_shards
 
-    plan = plan_shards(config.batch_shards, config.arch, config.batch_size)
-    refused = start_threads(plan.shards) if plan.shards > 1 else None
-    return (1, refused) if refused else (plan.shards, plan.why)
+    plan = start_shards(config.batch_shards, config.arch, config.batch_size)
+    return plan.shards, plan.why
 
 
 def our_model(config, shards: int = 1):

@@ -109,6 +109,17 @@ def start_threads(shards: int, cores: int | None = None) -> str | None:
     return None
 
 
+def start_shards(setting: str | int, arch: str, batch_size: int, *, distribute: bool = False) -> ShardPlan:
+    """The plan of a run, with the thread pools set for it: one shard where they can no longer be set."""
+    plan = plan_shards(setting, arch, batch_size, distribute=distribute)
+    if plan.shards > 1:
+        refused = start_threads(plan.shards)
+        if refused:
+            logger.warning("training with whole batches: %s", refused)
+            return ShardPlan(1, refused)
+    return plan
+
+
 def _add(a: Any, b: Any) -> Any:
     """Two shards' gradients of one weight summed (None: the weight does not reach the loss)."""
     return b if a is None else a if b is None else a + b

@@ -209,8 +209,8 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     import keras
 
     from app.core.training.architectures import check_l2, check_width
-    from app.core.training.batch_shards import ShardPlan, plan_shards, start_threads, use_batch_shards
     from app.core.training.batch_shards import parse_setting as parse_shards_setting
+    from app.core.training.batch_shards import start_shards, use_batch_shards
     from app.core.training.callbacks import CheckpointCallback, CosineSchedule, ProgressCallback, StoppedMidEpoch
     from app.core.training.data import balanced_class_weights, eval_arrays, even_batch_size, process_seed, train_stream
     from app.core.training.fast_layers import (
@@ -235,12 +235,8 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     logger.info("training in %s (%s)", precision, why)
     if config.resume and config.init_from:
         raise ValueError("--resume continues a run with its own weights; it cannot be combined with --init-from")
-    shard_plan = plan_shards(config.batch_shards, config.arch, config.batch_size, distribute=config.distribute)
-    if shard_plan.shards > 1:  # before any model loads: thread pools are fixed when TensorFlow's runtime starts
-        refused = start_threads(shard_plan.shards)
-        if refused:
-            logger.warning("training with whole batches: %s", refused)
-            shard_plan = ShardPlan(1, refused)
+    # before any model loads: thread pools are fixed when TensorFlow's runtime starts
+    shard_plan = start_shards(config.batch_shards, config.arch, config.batch_size, distribute=config.distribute)
     logger.info("batches in %d shard(s): %s", shard_plan.shards, shard_plan.why)
     strategy, replicas_why = _strategy(config)
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
