@@ -399,3 +399,48 @@ def test_l2_is_trained_with_and_recorded(tmp_path, capsys, fer_sample):
     assert cli(["train", str(fer_sample), "--out", str(tmp_path / "o2"), "--arch", "resnet50", "--l2", "0.01"]) == 1
     err = capsys.readouterr().err
     assert "--l2 does not apply to resnet50" in err and "Traceback" not in err
+
+
+def _dropout_rates(model) -> list[float]:
+    import keras
+
+    return [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+
+
+def test_dropout_scale_multiplies_the_architectures_rates_and_zero_leaves_the_layers_out():
+    from app.core.training.architectures import build_model
+
+    own = build_model("vgg", (44, 44, 1), 7, width=8)
+    assert _dropout_rates(own) == pytest.approx([0.2, 0.25, 0.3, 0.35, 0.5])
+    assert _dropout_rates(build_model("vgg", (44, 44, 1), 7, width=8, dropout_scale=0.5)) == pytest.approx(
+        [0.1, 0.125, 0.15, 0.175, 0.25])
+    none = build_model("vgg", (44, 44, 1), 7, width=8, dropout_scale=0.0)
+    assert _dropout_rates(none) == [] and len(none.layers) == len(own.layers) - 5
+    assert none.count_params() == own.count_params()  # the same weights: --init-from works either way
+    assert _dropout_rates(build_model("simple_cnn", dropout_scale=2 / 3)) == pytest.approx(
+        [0.25 * 2 / 3] * 3 + [0.4 * 2 / 3] * 2)
+    with pytest.raises(ValueError, match="does not apply to mini_xception, which has no dropout"):
+        build_model("mini_xception", dropout_scale=0.5)
+    for bad in (-0.1, 1.9, float("nan")):
+        with pytest.raises(ValueError, match="between 0 and 1.8"):
+            build_model("vgg", dropout_scale=bad)
+
+
+def test_dropout_scale_is_trained_with_recorded_and_resumed(tmp_path, capsys, fer_sample):
+    out = tmp_path / "out"
+    assert cli(["train", str(fer_sample), "--out", str(out), "--arch", "vgg", "--width", "8", "--epochs", "1",
+                "--max-samples", "64", "--dropout-scale", "0", "--events", "jsonl"]) == 0
+    loaded = load_model(out / "best.h5")
+    assert loaded.spec.info["config"]["dropout_scale"] == 0.0
+    assert _dropout_rates(loaded.model) == []
+    assert json.loads((out / "config.json").read_text())["dropout_scale"] == 0.0
+    # --resume with more epochs keeps the run's own scale
+    assert cli(["train", "--resume", str(out), "--epochs", "2", "--events", "jsonl"]) == 0
+    assert load_model(out / "best.h5").spec.info["config"]["dropout_scale"] == 0.0
+    assert _dropout_rates(load_model(out / "best.h5").model) == []
+    # refused before any data is read, for an architecture without dropout
+    capsys.readouterr()
+    assert cli(["train", str(fer_sample), "--out", str(tmp_path / "o2"), "--dropout-scale", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert "--dropout-scale does not apply to mini_xception" in err and "Traceback" not in err
+    assert not (tmp_path / "o2").exists()

@@ -31,6 +31,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="L2 penalty on the kernels (default: the architecture's own, see --list-archs)")
     parser.add_argument("--width", type=int, help="filters of the first block, for architectures that take one "
                                                    "(vgg: default 64; 32 trains ~4x faster)")
+    parser.add_argument("--dropout-scale", type=float,
+                        help="multiply the architecture's dropout rates by this (vgg, simple_cnn; default 1; 0 "
+                             "leaves dropout out, for short schedules that under-fit)")
     parser.add_argument("--input-size", type=int, help="square side faces are read at, in pixels (default 48)")
     parser.add_argument("--crop", type=int, help="train on random CROP x CROP windows of the face (e.g. 44 of 48), "
                                                   "evaluate on the centre one; --tta crops uses ten")
@@ -83,10 +86,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 #: TrainConfig fields set by an option of the same name.
-_SAME_NAME = ("data", "out", "arch", "l2", "width", "crop", "precision", "epochs", "batch_size", "lr", "optimizer",
-              "schedule", "weight_decay", "augment", "augment_strength", "mixup", "random_erasing", "class_weights",
-              "oversample", "focal_loss", "label_smoothing", "val_split", "patience", "seed", "max_samples",
-              "init_from", "distill_from", "distill_weight", "distribute", "batch_shards")
+_SAME_NAME = ("data", "out", "arch", "l2", "width", "dropout_scale", "crop", "precision", "epochs", "batch_size",
+              "lr", "optimizer", "schedule", "weight_decay", "augment", "augment_strength", "mixup", "random_erasing",
+              "class_weights", "oversample", "focal_loss", "label_smoothing", "val_split", "patience", "seed",
+              "max_samples", "init_from", "distill_from", "distill_weight", "distribute", "batch_shards")
 
 
 def given_options(args: argparse.Namespace) -> dict[str, object]:

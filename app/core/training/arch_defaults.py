@@ -11,6 +11,12 @@ DEFAULT_L2: dict[str, float] = {"mini_xception": 0.01, "mini_xception_wide": 0.0
 DEFAULT_WIDTH: dict[str, int] = {"vgg": 64}
 
 
+#: Architectures with dropout layers, which ``fer-studio train --dropout-scale`` scales (1.0: their own rates).
+TAKES_DROPOUT_SCALE: tuple[str, ...] = ("simple_cnn", "vgg")
+#: The highest --dropout-scale: the largest rate scaled (vgg's 0.5 before its classifier) stays under 1.
+MAX_DROPOUT_SCALE = 1.8
+
+
 def takes_width(arch: str) -> bool:
     """True when ``arch`` accepts ``--width``."""
     return arch in DEFAULT_WIDTH

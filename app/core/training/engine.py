@@ -43,6 +43,7 @@ class TrainConfig:
     arch: str = "mini_xception"
     l2: float | None = None  # L2 penalty on the kernels; None: the architecture's own (architectures.DEFAULT_L2)
     width: int | None = None  # filters of the first block (vgg); None: the architecture's own
+    dropout_scale: float | None = None  # multiplies the architecture's dropout rates; 0: none; None: its own
     input_size: tuple[int, int] = (48, 48)  # faces are read at this size
     crop: int | None = None  # train on random crop x crop windows (the model's input), evaluate on the centre one
     precision: str = "auto"  # float32 | bfloat16 | auto (fast_layers.resolve_precision)
@@ -208,7 +209,7 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     """Run one training; returns where the best model is. Raises FerStudioError for bad input."""
     import keras
 
-    from app.core.training.architectures import check_l2, check_width
+    from app.core.training.architectures import check_dropout_scale, check_l2, check_width
     from app.core.training.batch_shards import parse_setting as parse_shards_setting
     from app.core.training.batch_shards import start_shards, use_batch_shards
     from app.core.training.callbacks import CheckpointCallback, CosineSchedule, ProgressCallback, StoppedMidEpoch
@@ -223,14 +224,16 @@ def train(config: TrainConfig, sink: EventSink | None = None, stop: StopFlag | N
     sink = sink or EventSink()
     stop = stop or StopFlag()
     out = Path(config.out)
-    parse_shards_setting(config.batch_shards)  # bad input is refused before the output folder is made
-    check_output_folder(out, resume=bool(config.resume))
+    # bad settings are refused before the output folder is made
+    parse_shards_setting(config.batch_shards)
     if config.optimizer not in OPTIMIZERS or config.schedule not in SCHEDULES:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, schedule one of {SCHEDULES}")
     check_l2(config.arch, config.l2)
     check_width(config.arch, config.width)
+    check_dropout_scale(config.arch, config.dropout_scale)
     if config.crop is not None and not 8 <= config.crop <= min(config.input_size):
         raise ValueError(f"--crop must be between 8 and the input size {min(config.input_size)}, not {config.crop}")
+    check_output_folder(out, resume=bool(config.resume))
     precision, why = resolve_precision(config.precision, config.arch)
     logger.info("training in %s (%s)", precision, why)
     if config.resume and config.init_from:
@@ -383,7 +386,7 @@ def _build_base(config: TrainConfig, num_classes: int) -> Any:
     from app.core.training.architectures import build_model
 
     return build_model(config.arch, (*config.model_input_size, config.channels), num_classes, l2=config.l2,
-                       width=config.width)
+                       width=config.width, dropout_scale=config.dropout_scale)
 
 
 def _load_init_source(path: Path, config: TrainConfig) -> Any:
