@@ -37,6 +37,7 @@ from app.gui.training_form import (
     holds_run,
     restore_form,
     save_form,
+    show_dropout_choice,
     show_width_choice,
     start_log_line,
     take_architecture,
@@ -193,6 +194,7 @@ class TrainingDialog(QDialog):
 
     def _on_archCombo_currentTextChanged(self, arch: str) -> None:
         show_width_choice(self.ui.widthSpin, arch)
+        show_dropout_choice(self.ui.dropoutSpin, arch)
 
     # -- data ------------------------------------------------------------------------------------------------
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from PyQt5.QtCore import QSettings
-from PyQt5.QtWidgets import QMessageBox, QSpinBox, QWidget
+from PyQt5.QtWidgets import QDoubleSpinBox, QMessageBox, QSpinBox, QWidget
 
-from app.core.training.arch_defaults import DEFAULT_WIDTH, takes_width
+from app.core.training.arch_defaults import DEFAULT_WIDTH, TAKES_DROPOUT_SCALE, takes_width
 from app.workers.training_protocol import TrainingConfig
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ def form_config(ui: Any, resume: str | None = None) -> TrainingConfig:
         data=data, out=ui.outEdit.text().strip(), arch=ui.archCombo.currentText(),
         width=ui.widthSpin.value() if ui.widthSpin.isEnabled() and ui.widthSpin.value() else None,
         crop=ui.cropSpin.value() or None, weight_decay=ui.weightDecaySpin.value(),
+        dropout_scale=(ui.dropoutSpin.value() if ui.dropoutSpin.isEnabled() and ui.dropoutSpin.value() != 1.0
+                       else None),
         precision=ui.precisionCombo.currentText(), epochs=ui.epochsSpin.value(), batch_size=ui.batchSpin.value(),
         learning_rate=ui.lrSpin.value(),
         optimizer=ui.optimizerCombo.currentText(), augment=ui.augmentCheck.isChecked(),
@@ -63,11 +65,17 @@ def show_width_choice(spin: QSpinBox, arch: str) -> None:
                              else f"{arch} takes none")
 
 
+def show_dropout_choice(spin: QDoubleSpinBox, arch: str) -> None:
+    """The dropout scale applies only to architectures with dropout layers (vgg, simple_cnn)."""
+    spin.setEnabled(arch in TAKES_DROPOUT_SCALE)
+
+
 def save_form(ui: Any, window: QWidget, settings: QSettings) -> None:
     """Write every field of the form (and the window's geometry) to ``settings``."""
     values = {
         "data": ui.dataEdit.text().strip(), "out": ui.outEdit.text().strip(),
         "arch": ui.archCombo.currentText(), "width": ui.widthSpin.value(), "crop": ui.cropSpin.value(),
+        "dropout_scale": ui.dropoutSpin.value(),
         "weight_decay": ui.weightDecaySpin.value(), "precision": ui.precisionCombo.currentText(),
         "epochs": ui.epochsSpin.value(), "batch_size": ui.batchSpin.value(),
         "learning_rate": ui.lrSpin.value(), "optimizer": ui.optimizerCombo.currentText(),
@@ -96,6 +104,7 @@ def restore_form(ui: Any, window: QWidget, settings: QSettings) -> None:
             if index >= 0:
                 combo.setCurrentIndex(index)
         for spin, key, kind in ((ui.widthSpin, "width", int), (ui.cropSpin, "crop", int),
+                                (ui.dropoutSpin, "dropout_scale", float),
                                 (ui.weightDecaySpin, "weight_decay", float), (ui.epochsSpin, "epochs", int),
                                 (ui.batchSpin, "batch_size", int),
                                 (ui.lrSpin, "learning_rate", float), (ui.smoothingSpin, "label_smoothing", float),

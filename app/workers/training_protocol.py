@@ -38,6 +38,7 @@ class TrainingConfig:
     arch: str = "mini_xception"
     width: int | None = None  # filters of the first block (vgg); None: the architecture's own
     crop: int | None = None  # random crop x crop training windows; None: the whole face
+    dropout_scale: float | None = None  # multiplies vgg's / simple_cnn's dropout rates; None: their own (fresh runs)
     epochs: int = 50
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -72,6 +73,8 @@ class TrainingConfig:
             args += ["--width", str(int(self.width))]
         if self.crop:
             args += ["--crop", str(int(self.crop))]
+        if self.dropout_scale is not None and self.resume is None:  # a resumed run keeps its own layers
+            args += ["--dropout-scale", repr(float(self.dropout_scale))]
         if self.weight_decay > 0:
             args += ["--weight-decay", repr(float(self.weight_decay))]
         if self.precision != "auto":

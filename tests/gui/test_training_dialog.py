@@ -206,24 +206,29 @@ def test_recipe_fields_are_passed_on_and_remembered(dialog, fer_sample, tmp_path
     _configure(dialog, fer_sample, tmp_path / "run", epochs=1)
     ui = dialog.ui
     assert not ui.widthSpin.isEnabled() and "takes none" in ui.widthSpin.specialValueText()  # mini_xception
+    assert not ui.dropoutSpin.isEnabled() and dialog.config().dropout_scale is None  # it has no dropout
     ui.archCombo.setCurrentText("vgg")
     assert ui.widthSpin.isEnabled() and ui.widthSpin.specialValueText() == "architecture's own (64)"
+    assert ui.dropoutSpin.isEnabled() and ui.dropoutSpin.value() == 1.0 and dialog.config().dropout_scale is None
     ui.widthSpin.setValue(32)
     ui.cropSpin.setValue(44)
+    ui.dropoutSpin.setValue(0.0)
     ui.optimizerCombo.setCurrentText("sgd")
     ui.weightDecaySpin.setValue(0.005)
     ui.precisionCombo.setCurrentText("bfloat16")
     assert dialog.start()
     args = started[0].to_args()
     for flag, value in (("--width", "32"), ("--crop", "44"), ("--weight-decay", "0.005"),
-                        ("--precision", "bfloat16"), ("--optimizer", "sgd")):
+                        ("--precision", "bfloat16"), ("--optimizer", "sgd"), ("--dropout-scale", "0.0")):
         assert args[args.index(flag) + 1] == value
     again = TrainingDialog(settings=settings)  # the form comes back as it was left
     assert (again.ui.archCombo.currentText(), again.ui.widthSpin.value(), again.ui.cropSpin.value(),
-            again.ui.weightDecaySpin.value(), again.ui.precisionCombo.currentText()) == ("vgg", 32, 44, 0.005,
-                                                                                         "bfloat16")
-    again.ui.archCombo.setCurrentText("mini_xception")  # a width the architecture cannot take is not sent
-    assert again.config().width is None and again.config().crop == 44
+            again.ui.dropoutSpin.value(), again.ui.weightDecaySpin.value(),
+            again.ui.precisionCombo.currentText()) == ("vgg", 32, 44, 0.0, 0.005, "bfloat16")
+    assert "--dropout-scale" not in again.config(resume="").to_args()  # a resumed run keeps its own layers
+    again.ui.archCombo.setCurrentText("mini_xception")  # a width or dropout the architecture cannot take is not sent
+    assert again.config().width is None and again.config().crop == 44 and again.config().dropout_scale is None
+    assert "--dropout-scale" not in again.config().to_args()
     again.deleteLater()
 
 
